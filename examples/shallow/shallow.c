@@ -1,0 +1,97 @@
+/* shallow.c - an example rule plug-in built outside plast's tree.
+ *
+ * The "shallow" baseline: hidden blocks keep their initial random weights
+ * and only the output block learns (the baseline a local rule must beat).
+ * Hidden blocks run forward only, each freeing its input as soon as its
+ * output exists, so the memory is that of inference.
+ *
+ * Build and use it with nothing but the installed plast:
+ *   cc -shared -fPIC -o shallow.so shallow.c $(pkg-config --cflags --libs plast)
+ *   PLAST_PLUGIN_PATH=. plast train model.ini --rule shallow
+ */
+#include <string.h>
+
+#include <plast/plast.h>
+
+struct plast_rule {
+    plast_model *model;
+    int train_bias_only; /* an example parameter */
+};
+
+static const plast_setting shallow_settings[] = {
+    {"bias_only", PLAST_S_BOOL, "false", 0, 0, NULL, 0,
+     "train only the output layer's bias (a weaker baseline)"},
+    {NULL, 0, NULL, 0, 0, NULL, 0, NULL},
+};
+
+static int shallow_create(plast_rule **out, plast_model *m, const plast_args *a, plast_err *e)
+{
+    plast_rule *r = plast_mem_calloc(plast_model_mem(m), PLAST_MEM_RULE, sizeof *r);
+    if (!r)
+        return plast_err_set(e, PLAST_E_NOMEM, "shallow: out of memory");
+    r->model = m;
+    r->train_bias_only = plast_args_bool(a, "bias_only");
+    *out = r;
+    return PLAST_OK;
+}
+
+static void shallow_destroy(plast_rule *r)
+{
+    if (r)
+        plast_mem_free(plast_model_mem(r->model), r);
+}
+
+/* Zero the output layer's weight gradient when only the bias trains. */
+static void drop_weight_grad(plast_model *m, int k)
+{
+    plast_layer *l = plast_model_layer(m, plast_model_block(m, k)->trainable);
+    memset(l->param[0].g, 0, l->param[0].count * sizeof(plast_real));
+}
+
+static int shallow_train_batch(plast_rule *r, plast_batch *b, plast_stats *st, plast_err *e)
+{
+    plast_model *m = r->model;
+    plast_ctx ctx = plast_model_ctx(m, 1);
+    int K = plast_model_nblocks(m), rc = PLAST_OK;
+    plast_tensor prev, next, dy;
+    memset(&prev, 0, sizeof prev);
+    for (int k = 0; k < K && !rc; k++) {
+        plast_block_run run;
+        if ((rc = plast_block_forward(m, k, k ? &prev : &b->x, &run, &ctx, e)))
+            break;
+        if (k == K - 1) {
+            rc = plast_rule_loss(m, plast_block_output(&run), b, st, &dy, e);
+            if (!rc)
+                rc = plast_block_backward(m, &run, run.first + run.n - 1, &dy, NULL, &ctx, e);
+            if (!rc && r->train_bias_only)
+                drop_weight_grad(m, k);
+            if (!rc)
+                plast_model_step_block(m, k);
+        }
+        plast_block_release(m, &run, k < K - 1 ? &next : NULL);
+        if (k == 0)
+            plast_batch_drop_input(b);
+        else
+            plast_tensor_free(&prev);
+        if (k < K - 1)
+            prev = next;
+    }
+    if (rc)
+        plast_tensor_free(&prev);
+    return rc;
+}
+
+static const plast_rule_ops shallow_ops = {
+    .size = sizeof(plast_rule_ops),
+    .name = "shallow",
+    .settings = shallow_settings,
+    .summary = "example: only the output layer learns (hidden layers stay random)",
+    .create = shallow_create,
+    .train_batch = shallow_train_batch,
+    .destroy = shallow_destroy,
+};
+
+static const plast_rule_ops *const shallow_rules[] = {&shallow_ops, NULL};
+
+PLAST_PLUGIN(.name = "shallow", .version = "1.0.0", .license = "MIT",
+             .summary = "example out-of-tree rule: the shallow baseline", .rules = shallow_rules);

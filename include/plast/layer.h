@@ -1,0 +1,94 @@
+/* plast/layer.h - the layer interface.
+ *
+ * A layer type is a plast_layer_ops table (built in, or from a plug-in);
+ * a plast_layer is one instance in a model.  Shapes are per sample; the
+ * tensors passed to forward/backward carry the batch as dim[0].
+ *
+ * Parameters are views into the model's flat weight and gradient arrays:
+ * create() declares each parameter's name and count, the model maps
+ * param[i].w and param[i].g, then init() fills the weights.
+ *
+ * backward() ADDS the parameter gradients into param[i].g (unless the layer
+ * is frozen) and writes dL/dx into dx when dx is not NULL (a local rule
+ * skips it).  Layers flagged PLAST_LAYER_INPLACE accept y == x in forward
+ * and dx == dy in backward, and their backward reads only y. */
+#ifndef PLAST_LAYER_H
+#define PLAST_LAYER_H
+
+#include <stdint.h>
+#include "config.h"
+#include "err.h"
+#include "mem.h"
+#include "rng.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PLAST_LAYER_MAX_PARAMS 4
+
+typedef struct plast_param {
+    const char *name;   /* "weight", "bias": static string */
+    size_t count;       /* elements */
+    int fan_in;         /* for the default U(+-1/sqrt(fan_in)) init */
+    plast_real *w;      /* view into the model's weights, set by the model */
+    plast_real *g;      /* view into the model's gradients */
+} plast_param;
+
+/* What forward/backward may use besides their tensors. */
+typedef struct plast_ctx {
+    plast_mem *mem;     /* scratch and saved-state allocations */
+    int train;          /* 1 = training mode (dropout, batch statistics) */
+    int threads;        /* worker threads the kernels may use */
+} plast_ctx;
+
+typedef struct plast_layer_ops plast_layer_ops;
+
+typedef struct plast_layer {
+    const plast_layer_ops *ops;
+    char name[64];      /* NAME of [layer.NAME] */
+    int index;          /* position in the model */
+    int block;          /* block it belongs to */
+    int frozen;         /* 1 = backward adds no parameter gradient */
+    plast_shape in, out;
+    int nparams;
+    plast_param param[PLAST_LAYER_MAX_PARAMS];
+    uint64_t seed;      /* run seed, for layers with their own streams */
+    void *priv;         /* the layer type's own state */
+} plast_layer;
+
+enum {
+    PLAST_LAYER_INPLACE = 1u,    /* y may alias x; backward needs only y */
+    PLAST_LAYER_ACTIVATION = 2u, /* an activation: local rules inject here */
+    PLAST_LAYER_VIEW = 4u        /* output is x reshaped: no copy */
+};
+
+struct plast_layer_ops {
+    uint32_t size;                   /* sizeof(plast_layer_ops) when built */
+    const char *name;                /* value of `type =` */
+    const plast_setting *settings;   /* its keys besides type/input/block */
+    unsigned flags;
+    /* Read settings, set l->out from l->in, declare parameters; may set
+     * l->priv (allocated with malloc, freed by destroy). */
+    int (*create)(plast_layer *l, const plast_args *a, plast_err *e);
+    /* Fill the weights (param views are mapped); NULL = default init. */
+    void (*init)(plast_layer *l, plast_rng *rng);
+    int (*forward)(plast_layer *l, const plast_tensor *x, plast_tensor *y,
+                   const plast_ctx *ctx, plast_err *e);
+    int (*backward)(plast_layer *l, const plast_tensor *x, const plast_tensor *y,
+                    const plast_tensor *dy, plast_tensor *dx, const plast_ctx *ctx,
+                    plast_err *e);
+    void (*destroy)(plast_layer *l);     /* frees priv; NULL = nothing */
+    /* ---- optional, NULL = not supported; append only ---- */
+    uint64_t (*flops)(const plast_layer *l, int batch); /* forward FLOPs */
+    void (*release)(plast_layer *l);     /* free state forward kept for backward */
+};
+
+/* Default initialisation: every parameter U(+-1/sqrt(fan_in)). */
+void plast_layer_default_init(plast_layer *l, plast_rng *rng);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

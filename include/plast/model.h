@@ -1,0 +1,115 @@
+/* plast/model.h - a network built from the [layer.NAME] sections, its
+ * blocks, its flat parameter arrays, and block-by-block execution.
+ *
+ * A block is the unit a local rule trains: a trainable layer plus the
+ * parameter-free layers that follow it.  Rules drive the forward pass
+ * block by block with plast_block_forward(), so a local rule can update
+ * block k and release its input before block k+1 runs.
+ *
+ * Memory: every layer output and every backward signal is allocated from
+ * the model's plast_mem in the activations category; in-place activation
+ * layers and views (flatten) share their input's buffer. */
+#ifndef PLAST_MODEL_H
+#define PLAST_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+#include "err.h"
+#include "layer.h"
+#include "loss.h"
+#include "mem.h"
+#include "optim.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct plast_model plast_model;
+typedef struct plast_registry plast_registry;
+
+typedef struct plast_block {
+    int first, last;          /* layer indices, inclusive */
+    int trainable;            /* its trainable layer, or -1 */
+    int inject;               /* its activation layer (local rules), or -1 */
+    size_t param_begin;       /* its range in the flat arrays */
+    size_t param_end;
+} plast_block;
+
+/* Build the layers of `c` ([layer.*] sections in file order) for samples of
+ * shape `input`; the last layer must produce `classes` outputs.  Weights,
+ * gradients come from `mem`; weights are initialised from streams (INIT,
+ * layer index) of `seed`.  Layer types are looked up in `reg`. */
+int plast_model_create(plast_model **out, const plast_config *c, plast_registry *reg,
+                       const plast_shape *input, int classes, uint64_t seed,
+                       plast_mem *mem, plast_err *e);
+void plast_model_destroy(plast_model *m);
+
+int plast_model_nlayers(const plast_model *m);
+plast_layer *plast_model_layer(plast_model *m, int i);
+int plast_model_find_layer(const plast_model *m, const char *name); /* -1 if none */
+int plast_model_nblocks(const plast_model *m);
+const plast_block *plast_model_block(const plast_model *m, int k);
+const plast_shape *plast_model_input_shape(const plast_model *m);
+int plast_model_classes(const plast_model *m);
+size_t plast_model_nparams(const plast_model *m);
+plast_real *plast_model_weights(plast_model *m);
+plast_real *plast_model_grads(plast_model *m);
+plast_mem *plast_model_mem(plast_model *m);
+uint64_t plast_model_seed(const plast_model *m);
+/* Forward FLOPs of one sample (layers that report them). */
+uint64_t plast_model_flops(const plast_model *m);
+
+/* What training uses beside the layers: set by the trainer before the
+ * rule is created (not owned by the model). */
+void plast_model_attach(plast_model *m, const plast_loss_ops *loss, plast_optim *optim,
+                        int threads);
+const plast_loss_ops *plast_model_loss(const plast_model *m);
+plast_optim *plast_model_optim(plast_model *m);
+plast_ctx plast_model_ctx(plast_model *m, int train);
+
+/* Optimiser update of block k's parameters (zeroes their gradients). */
+void plast_model_step_block(plast_model *m, int k);
+/* Optimiser update of every parameter. */
+void plast_model_step_all(plast_model *m);
+
+/* ---- block-by-block execution ---- */
+
+#define PLAST_BLOCK_MAX_LAYERS 16
+
+typedef struct plast_block_run {
+    int block;
+    int first;                                  /* model index of out[0] */
+    const plast_tensor *x;                      /* block input (borrowed) */
+    int n;                                      /* layers run */
+    plast_tensor out[PLAST_BLOCK_MAX_LAYERS];   /* each layer's output */
+} plast_block_run;
+
+/* Run block k on x (kept as run->x: it must outlive the run). */
+int plast_block_forward(plast_model *m, int k, const plast_tensor *x, plast_block_run *run,
+                        const plast_ctx *ctx, plast_err *e);
+/* The block's output (the last layer's). */
+plast_tensor *plast_block_output(plast_block_run *run);
+/* Output of layer `layer` (a model index inside the block). */
+plast_tensor *plast_block_layer_output(plast_block_run *run, int layer);
+
+/* Back-propagate dy, the gradient at the output of layer `from` (a model
+ * index inside the block), down through the block: parameter gradients are
+ * added, and if dx is not NULL the gradient at the block input is
+ * allocated into *dx (activations category).  dy is consumed (freed). */
+int plast_block_backward(plast_model *m, plast_block_run *run, int from, plast_tensor *dy,
+                         plast_tensor *dx, const plast_ctx *ctx, plast_err *e);
+/* Free the block's outputs; with keep_output the last one is moved into
+ * *kept (the next block's input) instead. */
+void plast_block_release(plast_model *m, plast_block_run *run, plast_tensor *kept);
+
+/* Inference forward of the whole model on x, freeing each input as soon as
+ * the next output exists; *y gets the logits (activations category). */
+int plast_model_predict(plast_model *m, const plast_tensor *x, plast_tensor *y,
+                        plast_err *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

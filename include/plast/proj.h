@@ -1,0 +1,46 @@
+/* plast/proj.h - fixed random projections of the label (DRTP, tpSGD).
+ *
+ * R [classes, n] with entries U(-bound, bound), drawn row by row (class 0
+ * first) from stream (PROJ, block) of the run's seed, so row c starts
+ * after c*n draws and can be regenerated alone with plast_rng_advance().
+ * Stored as a matrix (rule category) or regenerated per example: both
+ * give the same numbers. */
+#ifndef PLAST_PROJ_H
+#define PLAST_PROJ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "err.h"
+#include "mem.h"
+#include "rng.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct plast_proj {
+    int classes;
+    size_t n;
+    float bound;
+    plast_rng base;          /* stream at row 0 */
+    plast_real *matrix;      /* [classes, n] or NULL (regenerate) */
+    plast_mem *mem;
+} plast_proj;
+
+/* He-uniform bound sqrt(6 / n). */
+float plast_proj_he_bound(size_t n);
+int plast_proj_init(plast_proj *p, plast_mem *mem, uint64_t seed, uint32_t block,
+                    int classes, size_t n, float bound, int store_matrix, plast_err *e);
+void plast_proj_fini(plast_proj *p);
+/* Row c into out[n] (copied from the matrix or regenerated). */
+void plast_proj_row(const plast_proj *p, int c, plast_real *out);
+/* G[i, :] = R[labels[i], :] * scale for i < batch: the label selects a row,
+ * no matrix product. */
+void plast_proj_select(const plast_proj *p, const int32_t *labels, int batch, float scale,
+                       plast_real *G);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,18 @@
+/* builtin.c - the lists of layer and loss types compiled into libplast. */
+#include "config.h"
+
+#include <stddef.h>
+
+#include "builtin.h"
+
+const plast_layer_ops *const plast_builtin_layers[] = {
+    &plast_layer_dense, &plast_layer_relu,    &plast_layer_tanh,
+    &plast_layer_sigmoid, &plast_layer_flatten, NULL,
+};
+
+const plast_loss_ops *const plast_builtin_losses[] = {
+    &plast_loss_softmax_ce,
+    &plast_loss_mse,
+    &plast_loss_sigmoid_bce,
+    NULL,
+};

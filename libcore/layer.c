@@ -1,0 +1,21 @@
+/* layer.c - what all layer types share: the default initialisation. */
+#include "config.h"
+
+#include <math.h>
+
+#include "plast/layer.h"
+
+/* PyTorch's nn.Linear bound 1/sqrt(fan_in), for weights and biases alike.
+ * Parameters are drawn in declaration order (weights before bias), each
+ * element in storage order, all from the one stream the model gives. */
+void plast_layer_default_init(plast_layer *l, plast_rng *rng)
+{
+    for (int i = 0; i < l->nparams; i++) {
+        plast_param *p = &l->param[i];
+        PLAST_ASSERT(p->fan_in > 0);
+        PLAST_ASSERT(p->w != NULL || p->count == 0);
+        float bound = (float)(1.0 / sqrt((double)p->fan_in));
+        for (size_t j = 0; j < p->count; j++)
+            p->w[j] = plast_rng_uniform(rng, -bound, bound);
+    }
+}

@@ -1,0 +1,135 @@
+/* activation.c - elementwise relu, tanh and sigmoid.
+ *
+ * Each works in place (y == x forward, dx == dy backward) and its
+ * derivative is written in terms of the output y alone, so the input
+ * buffer can be reused and a local rule can inject at the output:
+ *   relu' = [y > 0],  tanh' = 1 - y^2,  sigmoid' = y (1 - y). */
+#include "config.h"
+
+#include <math.h>
+#include <stdint.h>
+
+#include "plast/layer.h"
+#include "builtin.h"
+
+typedef plast_real (*act_fn)(plast_real x);
+
+static const plast_setting no_settings[] = {
+    {NULL, 0, NULL, 0, 0, NULL, 0, NULL},
+};
+
+static plast_real relu(plast_real x)
+{
+    return x < 0.0f ? 0.0f : x; /* NaN passes through, so divergence shows */
+}
+
+static plast_real relu_grad(plast_real y)
+{
+    return y > 0.0f ? 1.0f : 0.0f;
+}
+
+static plast_real tanh_fn(plast_real x)
+{
+    return tanhf(x);
+}
+
+static plast_real tanh_grad(plast_real y)
+{
+    return 1.0f - y * y;
+}
+
+/* expf(-x) overflows to inf for x < -88, giving exactly 0: no NaN. */
+static plast_real sigmoid(plast_real x)
+{
+    return 1.0f / (1.0f + expf(-x));
+}
+
+static plast_real sigmoid_grad(plast_real y)
+{
+    return y * (1.0f - y);
+}
+
+static int act_create(plast_layer *l, const plast_args *a, plast_err *e)
+{
+    (void)a;
+    (void)e;
+    l->out = l->in;
+    l->nparams = 0;
+    return PLAST_OK;
+}
+
+static int check_same(const plast_layer *l, const plast_tensor *a, const plast_tensor *b,
+                      const char *what, plast_err *e)
+{
+    if (a->size != b->size)
+        return plast_err_set(e, PLAST_E_INVAL, "%s %s: %s: expected %zu values, found %zu",
+                             l->ops->name, l->name, what, a->size, b->size);
+    return PLAST_OK;
+}
+
+static int act_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y, act_fn f,
+                       plast_err *e)
+{
+    int rc = check_same(l, x, y, "output", e);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < x->size; i++)
+        y->data[i] = f(x->data[i]);
+    return PLAST_OK;
+}
+
+/* dx = dy * f'(y); dx may be dy.  No parameters: nothing to do without dx. */
+static int act_backward(plast_layer *l, const plast_tensor *y, const plast_tensor *dy,
+                        plast_tensor *dx, act_fn grad, plast_err *e)
+{
+    if (!dx)
+        return PLAST_OK;
+    int rc = check_same(l, y, dy, "output gradient", e);
+    if (rc == PLAST_OK)
+        rc = check_same(l, y, dx, "input gradient", e);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < y->size; i++)
+        dx->data[i] = dy->data[i] * grad(y->data[i]);
+    return PLAST_OK;
+}
+
+/* One elementwise operation per value: a nominal count. */
+static uint64_t act_flops(const plast_layer *l, int batch)
+{
+    return (uint64_t)plast_shape_size(&l->in) * (uint64_t)(batch > 0 ? batch : 0);
+}
+
+/* The ops tables need a forward/backward per type: thin wrappers. */
+#define ACTIVATION(NAME, FN, GRAD)                                                          \
+    static int NAME##_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y,       \
+                              const plast_ctx *ctx, plast_err *e)                           \
+    {                                                                                       \
+        (void)ctx;                                                                          \
+        return act_forward(l, x, y, FN, e);                                                 \
+    }                                                                                       \
+    static int NAME##_backward(plast_layer *l, const plast_tensor *x, const plast_tensor *y, \
+                               const plast_tensor *dy, plast_tensor *dx,                    \
+                               const plast_ctx *ctx, plast_err *e)                          \
+    {                                                                                       \
+        (void)x;                                                                            \
+        (void)ctx;                                                                          \
+        return act_backward(l, y, dy, dx, GRAD, e);                                         \
+    }                                                                                       \
+    const plast_layer_ops plast_layer_##NAME = {                                            \
+        .size = sizeof(plast_layer_ops),                                                    \
+        .name = #NAME,                                                                      \
+        .settings = no_settings,                                                            \
+        .flags = PLAST_LAYER_INPLACE | PLAST_LAYER_ACTIVATION,                              \
+        .create = act_create,                                                               \
+        .init = NULL,                                                                       \
+        .forward = NAME##_forward,                                                          \
+        .backward = NAME##_backward,                                                        \
+        .destroy = NULL,                                                                    \
+        .flops = act_flops,                                                                 \
+        .release = NULL,                                                                    \
+    }
+
+ACTIVATION(relu, relu, relu_grad);
+ACTIVATION(tanh, tanh_fn, tanh_grad);
+ACTIVATION(sigmoid, sigmoid, sigmoid_grad);

@@ -1,0 +1,147 @@
+/* dense.c - fully connected layer, Y = X W^T + b.
+ *
+ * The weight is [units, in_features], one row per output unit (PyTorch's
+ * nn.Linear layout, so checkpoints compare directly); the bias is [units].
+ * Any input shape is accepted: each sample is read as a flat vector. */
+#include "config.h"
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "plast/gemm.h"
+#include "plast/layer.h"
+#include "builtin.h"
+
+/* Columns of dY summed at a time for the bias gradient (a stack buffer). */
+#define DENSE_BIAS_CHUNK 64
+
+static const plast_setting dense_settings[] = {
+    {"units", PLAST_S_INT, NULL, 1, 1e7, NULL, PLAST_S_REQUIRED, "number of outputs"},
+    {"bias", PLAST_S_BOOL, "true", 0, 0, NULL, 0, "add a learned bias"},
+    {NULL, 0, NULL, 0, 0, NULL, 0, NULL},
+};
+
+static int dense_create(plast_layer *l, const plast_args *a, plast_err *e)
+{
+    int units = (int)plast_args_int(a, "units");
+    size_t in = plast_shape_size(&l->in), count;
+    if (in < 1 || in > INT_MAX)
+        return plast_err_set(e, PLAST_E_INVAL,
+                             "dense: expected 1 to %d input features, found %zu", INT_MAX, in);
+    if (__builtin_mul_overflow(in, (size_t)units, &count))
+        return plast_err_set(e, PLAST_E_INVAL, "dense: %d units x %zu inputs overflow", units,
+                             in);
+    l->out.ndim = 1;
+    l->out.dim[0] = units;
+    l->nparams = 1;
+    l->param[0] = (plast_param){.name = "weight", .count = count, .fan_in = (int)in};
+    if (plast_args_bool(a, "bias")) {
+        l->param[1] = (plast_param){.name = "bias", .count = (size_t)units, .fan_in = (int)in};
+        l->nparams = 2;
+    }
+    return PLAST_OK;
+}
+
+/* t must be [batch, n per sample]. */
+static int check_tensor(const plast_layer *l, const plast_tensor *t, const char *what,
+                        int batch, size_t n, plast_err *e)
+{
+    size_t have = plast_tensor_sample_size(t);
+    if (plast_tensor_batch(t) != batch || have != n)
+        return plast_err_set(e, PLAST_E_INVAL,
+                             "dense %s: %s: expected %d samples of %zu values, found %d of %zu",
+                             l->name, what, batch, n, plast_tensor_batch(t), have);
+    return PLAST_OK;
+}
+
+static int dense_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y,
+                         const plast_ctx *ctx, plast_err *e)
+{
+    (void)ctx;
+    int units = l->out.dim[0], in = l->param[0].fan_in, batch = plast_tensor_batch(x);
+    if (batch == 0)
+        return PLAST_OK;
+    int rc = check_tensor(l, x, "input", batch, (size_t)in, e);
+    if (rc == PLAST_OK)
+        rc = check_tensor(l, y, "output", batch, (size_t)units, e);
+    if (rc != PLAST_OK)
+        return rc;
+    plast_gemm(0, 1, batch, units, in, 1.0f, x->data, in, l->param[0].w, in, 0.0f, y->data,
+               units);
+    if (l->nparams > 1) {
+        const plast_real *b = l->param[1].w;
+        for (int r = 0; r < batch; r++) {
+            plast_real *row = y->data + (size_t)r * (size_t)units;
+            for (int j = 0; j < units; j++)
+                row[j] += b[j];
+        }
+    }
+    return PLAST_OK;
+}
+
+/* g[j] += sum over rows of dy[., j]: each column summed from zero in row
+ * order, then added, like a gemm with beta 1. */
+static void add_column_sums(const plast_real *dy, int batch, int units, plast_real *g)
+{
+    plast_real acc[DENSE_BIAS_CHUNK];
+    for (int j0 = 0; j0 < units; j0 += DENSE_BIAS_CHUNK) {
+        int n = units - j0 < DENSE_BIAS_CHUNK ? units - j0 : DENSE_BIAS_CHUNK;
+        for (int j = 0; j < n; j++)
+            acc[j] = 0.0f;
+        for (int r = 0; r < batch; r++) {
+            const plast_real *row = dy + (size_t)r * (size_t)units + (size_t)j0;
+            for (int j = 0; j < n; j++)
+                acc[j] += row[j];
+        }
+        for (int j = 0; j < n; j++)
+            g[j0 + j] += acc[j];
+    }
+}
+
+static int dense_backward(plast_layer *l, const plast_tensor *x, const plast_tensor *y,
+                          const plast_tensor *dy, plast_tensor *dx, const plast_ctx *ctx,
+                          plast_err *e)
+{
+    (void)y;
+    (void)ctx;
+    int units = l->out.dim[0], in = l->param[0].fan_in, batch = plast_tensor_batch(x);
+    if (batch == 0)
+        return PLAST_OK;
+    int rc = check_tensor(l, x, "input", batch, (size_t)in, e);
+    if (rc == PLAST_OK)
+        rc = check_tensor(l, dy, "output gradient", batch, (size_t)units, e);
+    if (rc == PLAST_OK && dx)
+        rc = check_tensor(l, dx, "input gradient", batch, (size_t)in, e);
+    if (rc != PLAST_OK)
+        return rc;
+    if (!l->frozen) {
+        /* dW += dY^T X */
+        plast_gemm(1, 0, units, in, batch, 1.0f, dy->data, units, x->data, in, 1.0f,
+                   l->param[0].g, in);
+        if (l->nparams > 1)
+            add_column_sums(dy->data, batch, units, l->param[1].g);
+    }
+    if (dx) /* dX = dY W */
+        plast_gemm(0, 0, batch, in, units, 1.0f, dy->data, units, l->param[0].w, in, 0.0f,
+                   dx->data, in);
+    return PLAST_OK;
+}
+
+static uint64_t dense_flops(const plast_layer *l, int batch)
+{
+    return 2u * (uint64_t)l->param[0].count * (uint64_t)(batch > 0 ? batch : 0);
+}
+
+const plast_layer_ops plast_layer_dense = {
+    .size = sizeof(plast_layer_ops),
+    .name = "dense",
+    .settings = dense_settings,
+    .flags = 0,
+    .create = dense_create,
+    .init = NULL,
+    .forward = dense_forward,
+    .backward = dense_backward,
+    .destroy = NULL,
+    .flops = dense_flops,
+    .release = NULL,
+};

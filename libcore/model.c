@@ -1,0 +1,327 @@
+/* model.c - layers from [layer.NAME] sections, blocks, flat parameters. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plast/model.h"
+#include "plast/plugin.h"
+
+#define PARAM_ALIGN 16 /* floats: each parameter starts on a 64-byte boundary */
+
+struct plast_model {
+    int nlayers;
+    plast_layer *layers;
+    int nblocks;
+    plast_block *blocks;
+    plast_shape input;
+    int classes;
+    size_t nparams;
+    plast_real *weights, *grads;
+    plast_mem *mem;
+    uint64_t seed;
+    const plast_loss_ops *loss;
+    plast_optim *optim;
+    int threads;
+};
+
+static const plast_setting layer_common[] = {
+    {"type", PLAST_S_STRING, NULL, 0, 0, NULL, PLAST_S_REQUIRED, "layer type"},
+    {"frozen", PLAST_S_BOOL, "false", 0, 0, NULL, 0, "keep this layer's parameters fixed"},
+    {NULL, 0, NULL, 0, 0, NULL, 0, NULL},
+};
+
+static int count_layer_sections(const plast_config *c)
+{
+    int n = 0;
+    for (int i = 0; i < plast_config_nsections(c); i++)
+        if (strncmp(plast_config_section_name(c, i), "layer.", 6) == 0)
+            n++;
+    return n;
+}
+
+static int lookup_type(plast_registry *reg, const plast_config *c, const char *section,
+                       const plast_layer_ops **ops, plast_err *e)
+{
+    int line = 0;
+    const char *type = plast_config_get(c, section, "type", &line);
+    if (!type) {
+        int i = 0;
+        while (strcmp(plast_config_section_name(c, i), section) != 0)
+            i++;
+        return plast_err_at(e, PLAST_E_PARSE, plast_config_file(c),
+                            plast_config_section_line(c, i), "[%s] missing required key 'type'",
+                            section);
+    }
+    *ops = plast_registry_layer(reg, type);
+    if (!*ops) {
+        char names[512];
+        return plast_err_at(e, PLAST_E_PARSE, plast_config_file(c), line,
+                            "[%s] type: expected one of %s, found \"%s\"", section,
+                            plast_registry_layer_names(reg, names, sizeof names), type);
+    }
+    return PLAST_OK;
+}
+
+static int create_layer(plast_model *m, plast_registry *reg, const plast_config *c,
+                        const char *section, const plast_shape *in, plast_err *e)
+{
+    const plast_layer_ops *ops;
+    int rc = lookup_type(reg, c, section, &ops, e);
+    if (rc)
+        return rc;
+    plast_args *a;
+    rc = plast_args_parse(&a, c, section, ops->settings, layer_common, NULL, e);
+    if (rc)
+        return rc;
+    plast_layer *l = &m->layers[m->nlayers];
+    memset(l, 0, sizeof *l);
+    l->ops = ops;
+    snprintf(l->name, sizeof l->name, "%s", section + 6);
+    l->index = m->nlayers;
+    l->frozen = plast_args_bool(a, "frozen");
+    l->in = *in;
+    l->seed = m->seed;
+    rc = ops->create(l, a, e);
+    if (rc == PLAST_OK && l->nparams == 0 && l->frozen)
+        rc = plast_err_at(e, PLAST_E_PARSE, plast_args_file(a), plast_args_line(a, "frozen"),
+                          "[%s] frozen: layer type '%s' has no parameters", section, ops->name);
+    if (rc && e && !e->file[0]) {
+        char prefix[96];
+        snprintf(prefix, sizeof prefix, "[%s] ", section);
+        plast_err_wrap(e, plast_config_file(c), plast_args_line(a, "type"), prefix);
+    }
+    plast_args_destroy(a);
+    if (rc) {
+        if (ops->destroy)
+            ops->destroy(l);
+        return rc;
+    }
+    m->nlayers++;
+    return PLAST_OK;
+}
+
+/* A block starts at every trainable layer; layers before the first
+ * trainable one join block 0. */
+static int build_blocks(plast_model *m, plast_err *e)
+{
+    m->blocks = calloc((size_t)m->nlayers, sizeof *m->blocks);
+    if (!m->blocks)
+        return plast_err_set(e, PLAST_E_NOMEM, "out of memory building blocks");
+    int k = -1;
+    for (int i = 0; i < m->nlayers; i++) {
+        plast_layer *l = &m->layers[i];
+        int starts = l->nparams > 0 && (k < 0 || m->blocks[k].trainable >= 0);
+        if (k < 0 || starts) {
+            k++;
+            m->blocks[k].first = i;
+            m->blocks[k].trainable = -1;
+            m->blocks[k].inject = -1;
+        }
+        plast_block *b = &m->blocks[k];
+        b->last = i;
+        if (l->nparams > 0 && b->trainable < 0)
+            b->trainable = i;
+        if ((l->ops->flags & PLAST_LAYER_ACTIVATION) && b->inject < 0 && b->trainable >= 0)
+            b->inject = i;
+        l->block = k;
+        if (b->last - b->first + 1 > PLAST_BLOCK_MAX_LAYERS)
+            return plast_err_set(e, PLAST_E_INVAL, "block %d has more than %d layers", k,
+                                 PLAST_BLOCK_MAX_LAYERS);
+    }
+    m->nblocks = k + 1;
+    return PLAST_OK;
+}
+
+static int map_params(plast_model *m, plast_err *e)
+{
+    size_t off = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        for (int p = 0; p < m->layers[i].nparams; p++)
+            off += (m->layers[i].param[p].count + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
+    m->nparams = off;
+    size_t bytes = (off ? off : 1) * sizeof(plast_real);
+    m->weights = plast_mem_calloc(m->mem, PLAST_MEM_WEIGHTS, bytes);
+    m->grads = plast_mem_calloc(m->mem, PLAST_MEM_GRADIENTS, bytes);
+    if (!m->weights || !m->grads)
+        return plast_err_set(e, PLAST_E_NOMEM, "out of memory for %zu parameters", off);
+    off = 0;
+    for (int k = 0; k < m->nblocks; k++) {
+        plast_block *b = &m->blocks[k];
+        b->param_begin = off;
+        for (int i = b->first; i <= b->last; i++)
+            for (int p = 0; p < m->layers[i].nparams; p++) {
+                plast_param *pa = &m->layers[i].param[p];
+                pa->w = m->weights + off;
+                pa->g = m->grads + off;
+                off += (pa->count + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
+            }
+        b->param_end = off;
+    }
+    return PLAST_OK;
+}
+
+static void init_params(plast_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        plast_layer *l = &m->layers[i];
+        if (!l->nparams)
+            continue;
+        plast_rng r;
+        plast_rng_stream(&r, m->seed, PLAST_STREAM_INIT, (uint32_t)i);
+        if (l->ops->init)
+            l->ops->init(l, &r);
+        else
+            plast_layer_default_init(l, &r);
+    }
+}
+
+static int check_output(const plast_model *m, const plast_config *c, plast_err *e)
+{
+    const plast_layer *last = &m->layers[m->nlayers - 1];
+    if (last->out.ndim == 1 && last->out.dim[0] == m->classes)
+        return PLAST_OK;
+    char s[64];
+    int line = 0;
+    char section[80];
+    snprintf(section, sizeof section, "layer.%s", last->name);
+    plast_config_get(c, section, "type", &line);
+    return plast_err_at(e, PLAST_E_PARSE, plast_config_file(c), line,
+                        "[%s] the last layer must give %d outputs (one per class), it gives %s",
+                        section, m->classes, plast_shape_str(&last->out, s, sizeof s));
+}
+
+int plast_model_create(plast_model **out, const plast_config *c, plast_registry *reg,
+                       const plast_shape *input, int classes, uint64_t seed, plast_mem *mem,
+                       plast_err *e)
+{
+    int rc;
+    int n = count_layer_sections(c);
+    if (n == 0)
+        return plast_err_at(e, PLAST_E_PARSE, plast_config_file(c), 0,
+                            "no [layer.NAME] sections: the model has no layers");
+    plast_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return plast_err_set(e, PLAST_E_NOMEM, "out of memory creating the model");
+    m->layers = calloc((size_t)n, sizeof *m->layers);
+    if (!m->layers) {
+        rc = plast_err_set(e, PLAST_E_NOMEM, "out of memory creating the model");
+        goto undo_model;
+    }
+    m->input = *input;
+    m->classes = classes;
+    m->seed = seed;
+    m->mem = mem;
+    m->threads = 1;
+    const plast_shape *in = input;
+    for (int i = 0; i < plast_config_nsections(c); i++) {
+        const char *sec = plast_config_section_name(c, i);
+        if (strncmp(sec, "layer.", 6) != 0)
+            continue;
+        if ((rc = create_layer(m, reg, c, sec, in, e)) != 0)
+            goto undo_layers;
+        in = &m->layers[m->nlayers - 1].out;
+    }
+    if ((rc = check_output(m, c, e)) != 0 || (rc = build_blocks(m, e)) != 0 ||
+        (rc = map_params(m, e)) != 0)
+        goto undo_layers;
+    init_params(m);
+    *out = m;
+    return PLAST_OK;
+undo_layers:
+    plast_model_destroy(m);
+    return rc;
+undo_model:
+    free(m);
+    return rc;
+}
+
+void plast_model_destroy(plast_model *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->nlayers; i++)
+        if (m->layers[i].ops->destroy)
+            m->layers[i].ops->destroy(&m->layers[i]);
+    plast_mem_free(m->mem, m->weights);
+    plast_mem_free(m->mem, m->grads);
+    free(m->blocks);
+    free(m->layers);
+    free(m);
+}
+
+int plast_model_nlayers(const plast_model *m) { return m->nlayers; }
+plast_layer *plast_model_layer(plast_model *m, int i) { return &m->layers[i]; }
+int plast_model_nblocks(const plast_model *m) { return m->nblocks; }
+const plast_block *plast_model_block(const plast_model *m, int k) { return &m->blocks[k]; }
+const plast_shape *plast_model_input_shape(const plast_model *m) { return &m->input; }
+int plast_model_classes(const plast_model *m) { return m->classes; }
+size_t plast_model_nparams(const plast_model *m) { return m->nparams; }
+plast_real *plast_model_weights(plast_model *m) { return m->weights; }
+plast_real *plast_model_grads(plast_model *m) { return m->grads; }
+plast_mem *plast_model_mem(plast_model *m) { return m->mem; }
+uint64_t plast_model_seed(const plast_model *m) { return m->seed; }
+const plast_loss_ops *plast_model_loss(const plast_model *m) { return m->loss; }
+plast_optim *plast_model_optim(plast_model *m) { return m->optim; }
+
+int plast_model_find_layer(const plast_model *m, const char *name)
+{
+    for (int i = 0; i < m->nlayers; i++)
+        if (strcmp(m->layers[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+uint64_t plast_model_flops(const plast_model *m)
+{
+    uint64_t f = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        const plast_layer_ops *ops = m->layers[i].ops;
+        if (PLAST_HAS(ops, plast_layer_ops, flops))
+            f += ops->flops(&m->layers[i], 1);
+    }
+    return f;
+}
+
+void plast_model_attach(plast_model *m, const plast_loss_ops *loss, plast_optim *optim,
+                        int threads)
+{
+    m->loss = loss;
+    m->optim = optim;
+    m->threads = threads > 0 ? threads : 1;
+}
+
+plast_ctx plast_model_ctx(plast_model *m, int train)
+{
+    plast_ctx ctx = {m->mem, train, m->threads};
+    return ctx;
+}
+
+/* The range of layer l's parameters in the flat arrays. */
+static void layer_range(const plast_model *m, const plast_layer *l, size_t *b, size_t *e)
+{
+    *b = (size_t)(l->param[0].w - m->weights);
+    const plast_param *last = &l->param[l->nparams - 1];
+    *e = (size_t)(last->w - m->weights) + last->count;
+}
+
+/* Frozen layers are skipped so momentum or weight decay cannot move them. */
+void plast_model_step_block(plast_model *m, int k)
+{
+    const plast_block *b = &m->blocks[k];
+    for (int i = b->first; i <= b->last; i++) {
+        const plast_layer *l = &m->layers[i];
+        if (l->nparams == 0 || l->frozen)
+            continue;
+        size_t begin, end;
+        layer_range(m, l, &begin, &end);
+        plast_optim_update(m->optim, m->weights, m->grads, begin, end);
+    }
+}
+
+void plast_model_step_all(plast_model *m)
+{
+    for (int k = 0; k < m->nblocks; k++)
+        plast_model_step_block(m, k);
+}

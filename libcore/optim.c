@@ -1,0 +1,182 @@
+/* optim.c - SGD, momentum, Nesterov, Adam and AdamW over flat arrays.
+ *
+ * The update of each element depends only on that element's weight,
+ * gradient and state, so stepping blocks one by one equals one step over
+ * everything, bit for bit. */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plast/optim.h"
+
+typedef enum { OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM, OPT_ADAMW } opt_type;
+typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } sched_type;
+
+static const char *const opt_names[] = {"sgd", "momentum", "nesterov", "adam", "adamw", NULL};
+static const char *const sched_names[] = {"constant", "step", "cosine", NULL};
+
+const plast_setting plast_optim_settings[] = {
+    {"type", PLAST_S_ENUM, "sgd", 0, 0, opt_names, 0, "update rule"},
+    {"lr", PLAST_S_REAL, "0.01", 0, 10, NULL, PLAST_S_MIN_OPEN, "base learning rate"},
+    {"momentum", PLAST_S_REAL, "0.9", 0, 1, NULL, PLAST_S_MAX_OPEN,
+     "momentum coefficient (momentum, nesterov)"},
+    {"beta1", PLAST_S_REAL, "0.9", 0, 1, NULL, PLAST_S_MAX_OPEN, "Adam first-moment decay"},
+    {"beta2", PLAST_S_REAL, "0.999", 0, 1, NULL, PLAST_S_MAX_OPEN, "Adam second-moment decay"},
+    {"eps", PLAST_S_REAL, "1e-8", 0, 1, NULL, PLAST_S_MIN_OPEN, "Adam denominator term"},
+    {"weight_decay", PLAST_S_REAL, "0", 0, 1, NULL, 0,
+     "L2 penalty added to the gradient (decoupled for adamw)"},
+    {"schedule", PLAST_S_ENUM, "constant", 0, 0, sched_names, 0,
+     "learning-rate schedule after the warm-up"},
+    {"step_epochs", PLAST_S_INT, "10", 1, 1e6, NULL, 0, "step schedule: epochs between decays"},
+    {"gamma", PLAST_S_REAL, "0.1", 0, 1, NULL, PLAST_S_MIN_OPEN, "step schedule: decay factor"},
+    {"min_lr", PLAST_S_REAL, "0", 0, 10, NULL, 0, "cosine schedule: final learning rate"},
+    {"warmup", PLAST_S_REAL, "0", 0, 1e6, NULL, 0,
+     "epochs of linear per-step warm-up (may be fractional)"},
+    {NULL, 0, NULL, 0, 0, NULL, 0, NULL},
+};
+
+struct plast_optim {
+    opt_type type;
+    sched_type sched;
+    double lr, momentum, beta1, beta2, eps, weight_decay, gamma, min_lr, warmup;
+    int step_epochs;
+    size_t n;
+    uint64_t steps;      /* begin() calls so far */
+    double cur_lr;
+    int nstate;
+    plast_real *state[2];
+    plast_mem *mem;
+};
+
+int plast_optim_create(plast_optim **out, const plast_args *a, size_t n, plast_mem *mem,
+                       plast_err *e)
+{
+    plast_optim *o = calloc(1, sizeof *o);
+    if (!o)
+        return plast_err_set(e, PLAST_E_NOMEM, "out of memory creating the optimizer");
+    o->type = (opt_type)plast_args_enum(a, "type");
+    o->sched = (sched_type)plast_args_enum(a, "schedule");
+    o->lr = plast_args_real(a, "lr");
+    o->momentum = plast_args_real(a, "momentum");
+    o->beta1 = plast_args_real(a, "beta1");
+    o->beta2 = plast_args_real(a, "beta2");
+    o->eps = plast_args_real(a, "eps");
+    o->weight_decay = plast_args_real(a, "weight_decay");
+    o->step_epochs = (int)plast_args_int(a, "step_epochs");
+    o->gamma = plast_args_real(a, "gamma");
+    o->min_lr = plast_args_real(a, "min_lr");
+    o->warmup = plast_args_real(a, "warmup");
+    o->n = n;
+    o->mem = mem;
+    o->cur_lr = o->lr;
+    o->nstate = o->type == OPT_SGD ? 0 : (o->type >= OPT_ADAM ? 2 : 1);
+    for (int i = 0; i < o->nstate; i++) {
+        o->state[i] = plast_mem_calloc(mem, PLAST_MEM_OPTIMIZER, n * sizeof(plast_real));
+        if (!o->state[i]) {
+            plast_optim_destroy(o);
+            return plast_err_set(e, PLAST_E_NOMEM, "out of memory for optimizer state (%zu floats)",
+                                 n);
+        }
+    }
+    *out = o;
+    return PLAST_OK;
+}
+
+void plast_optim_destroy(plast_optim *o)
+{
+    if (!o)
+        return;
+    for (int i = 0; i < 2; i++)
+        plast_mem_free(o->mem, o->state[i]);
+    free(o);
+}
+
+double plast_optim_lr_at(const plast_optim *o, uint64_t step, uint64_t steps_per_epoch,
+                         int epochs)
+{
+    double spe = steps_per_epoch ? (double)steps_per_epoch : 1.0;
+    double warm = o->warmup * spe;
+    double s = (double)step;
+    if (s < warm)
+        return o->lr * (s + 1.0) / warm;
+    switch (o->sched) {
+    case SCHED_STEP:
+        return o->lr * pow(o->gamma, floor(s / spe / o->step_epochs));
+    case SCHED_COSINE: {
+        double total = (double)epochs * spe - warm;
+        double p = total > 0 ? (s - warm) / total : 1.0;
+        if (p > 1.0)
+            p = 1.0;
+        return o->min_lr + (o->lr - o->min_lr) * 0.5 * (1.0 + cos(M_PI * p));
+    }
+    default:
+        return o->lr;
+    }
+}
+
+double plast_optim_base_lr(const plast_optim *o) { return o->lr; }
+const char *plast_optim_type(const plast_optim *o) { return opt_names[o->type]; }
+uint64_t plast_optim_steps(const plast_optim *o) { return o->steps; }
+int plast_optim_nstate(const plast_optim *o) { return o->nstate; }
+plast_real *plast_optim_state(plast_optim *o, int i) { return o->state[i]; }
+void plast_optim_set_steps(plast_optim *o, uint64_t steps) { o->steps = steps; }
+
+void plast_optim_begin(plast_optim *o, double lr)
+{
+    o->steps++;
+    o->cur_lr = lr;
+}
+
+static void update_sgd(const plast_optim *o, plast_real *w, plast_real *g, size_t b, size_t e)
+{
+    const float lr = (float)o->cur_lr, wd = (float)o->weight_decay;
+    for (size_t i = b; i < e; i++)
+        w[i] -= lr * (g[i] + wd * w[i]);
+}
+
+static void update_momentum(const plast_optim *o, plast_real *w, plast_real *g, size_t b,
+                            size_t e, int nesterov)
+{
+    const float lr = (float)o->cur_lr, wd = (float)o->weight_decay, mu = (float)o->momentum;
+    plast_real *v = o->state[0];
+    for (size_t i = b; i < e; i++) {
+        float gi = g[i] + wd * w[i];
+        v[i] = mu * v[i] + gi;
+        w[i] -= lr * (nesterov ? gi + mu * v[i] : v[i]);
+    }
+}
+
+static void update_adam(const plast_optim *o, plast_real *w, plast_real *g, size_t b, size_t e)
+{
+    const double t = (double)o->steps;
+    const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
+    const float step = (float)(o->cur_lr / (1.0 - pow(o->beta1, t)));
+    const float bc2_sqrt = (float)sqrt(1.0 - pow(o->beta2, t));
+    const float wd = (float)o->weight_decay, decay = (float)(1.0 - o->cur_lr * o->weight_decay);
+    const int decoupled = o->type == OPT_ADAMW;
+    plast_real *m = o->state[0], *v = o->state[1];
+    for (size_t i = b; i < e; i++) {
+        float gi = g[i];
+        if (decoupled)
+            w[i] *= decay;
+        else
+            gi += wd * w[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * gi;
+        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+        w[i] -= step * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    }
+}
+
+void plast_optim_update(plast_optim *o, plast_real *w, plast_real *g, size_t begin, size_t end)
+{
+    PLAST_ASSERT(begin <= end && end <= o->n);
+    switch (o->type) {
+    case OPT_SGD: update_sgd(o, w, g, begin, end); break;
+    case OPT_MOMENTUM: update_momentum(o, w, g, begin, end, 0); break;
+    case OPT_NESTEROV: update_momentum(o, w, g, begin, end, 1); break;
+    default: update_adam(o, w, g, begin, end); break;
+    }
+    memset(g + begin, 0, (end - begin) * sizeof *g);
+}

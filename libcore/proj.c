@@ -1,0 +1,73 @@
+/* proj.c - fixed random label projections shared by DRTP and tpSGD. */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "plast/proj.h"
+
+float plast_proj_he_bound(size_t n)
+{
+    return (float)sqrt(6.0 / (double)n);
+}
+
+static void draw_row(plast_rng *r, float bound, size_t n, plast_real *out)
+{
+    for (size_t j = 0; j < n; j++)
+        out[j] = plast_rng_uniform(r, -bound, bound);
+}
+
+int plast_proj_init(plast_proj *p, plast_mem *mem, uint64_t seed, uint32_t block, int classes,
+                    size_t n, float bound, int store_matrix, plast_err *e)
+{
+    memset(p, 0, sizeof *p);
+    p->classes = classes;
+    p->n = n;
+    p->bound = bound;
+    p->mem = mem;
+    plast_rng_stream(&p->base, seed, PLAST_STREAM_PROJ, block);
+    if (!store_matrix)
+        return PLAST_OK;
+    size_t count;
+    if (__builtin_mul_overflow((size_t)classes, n, &count) || count > SIZE_MAX / sizeof(plast_real))
+        return plast_err_set(e, PLAST_E_INVAL, "projection [%d, %zu] is too large", classes, n);
+    p->matrix = plast_mem_alloc(mem, PLAST_MEM_RULE, count * sizeof(plast_real));
+    if (!p->matrix)
+        return plast_err_set(e, PLAST_E_NOMEM, "out of memory for a [%d, %zu] projection",
+                             classes, n);
+    plast_rng r = p->base;
+    for (int c = 0; c < classes; c++)
+        draw_row(&r, bound, n, p->matrix + (size_t)c * n);
+    return PLAST_OK;
+}
+
+void plast_proj_fini(plast_proj *p)
+{
+    if (p->matrix)
+        plast_mem_free(p->mem, p->matrix);
+    p->matrix = NULL;
+}
+
+void plast_proj_row(const plast_proj *p, int c, plast_real *out)
+{
+    PLAST_ASSERT(c >= 0 && c < p->classes);
+    if (p->matrix) {
+        memcpy(out, p->matrix + (size_t)c * p->n, p->n * sizeof *out);
+        return;
+    }
+    plast_rng r = p->base; /* row c starts c*n draws into the stream */
+    plast_rng_advance(&r, (uint64_t)c * p->n);
+    draw_row(&r, p->bound, p->n, out);
+}
+
+void plast_proj_select(const plast_proj *p, const int32_t *labels, int batch, float scale,
+                       plast_real *G)
+{
+    for (int i = 0; i < batch; i++) {
+        plast_real *row = G + (size_t)i * p->n;
+        plast_proj_row(p, labels[i], row);
+        if (scale != 1.0f)
+            for (size_t j = 0; j < p->n; j++)
+                row[j] *= scale;
+    }
+}

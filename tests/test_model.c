@@ -1,0 +1,199 @@
+/* test_model.c - building a model from INI text, its blocks and flat
+ * parameters, block-by-block execution and its memory. */
+#include <criterion/criterion.h>
+#include <criterion/new/assert.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "testutil.h"
+
+static const char *const mlp = "[layer.flat]\ntype = flatten\n"
+                               "[layer.h1]\ntype = dense\nunits = 6\n[layer.a1]\ntype = tanh\n"
+                               "[layer.h2]\ntype = dense\nunits = 5\n[layer.a2]\ntype = relu\n"
+                               "[layer.out]\ntype = dense\nunits = 3\n";
+
+static plast_model *build(const char *ini, plast_registry **reg, plast_mem **mem, plast_err *e,
+                          int *rc)
+{
+    plast_config *c = tu_config(ini);
+    *reg = tu_registry();
+    plast_mem_create(mem, e);
+    plast_shape in = {3, {1, 2, 4}};
+    plast_model *m = NULL;
+    *rc = plast_model_create(&m, c, *reg, &in, 3, 42, *mem, e);
+    plast_config_destroy(c);
+    return m;
+}
+
+Test(model, blocks_and_params)
+{
+    plast_registry *reg;
+    plast_mem *mem;
+    plast_err e;
+    int rc;
+    plast_model *m = build(mlp, &reg, &mem, &e, &rc);
+    CHECK_OK(rc, e);
+    cr_assert(eq(int, plast_model_nlayers(m), 6));
+    cr_assert(eq(int, plast_model_nblocks(m), 3));
+    const plast_block *b0 = plast_model_block(m, 0), *b1 = plast_model_block(m, 1),
+                      *b2 = plast_model_block(m, 2);
+    /* the leading flatten joins block 0 */
+    cr_expect(b0->first == 0 && b0->last == 2 && b0->trainable == 1 && b0->inject == 2);
+    cr_expect(b1->first == 3 && b1->last == 4 && b1->trainable == 3 && b1->inject == 4);
+    cr_expect(b2->first == 5 && b2->last == 5 && b2->trainable == 5 && b2->inject == -1);
+    /* parameters: 8*6+6, 6*5+5, 5*3+3, each 64-byte aligned */
+    size_t want = 0;
+    for (int i = 0; i < plast_model_nlayers(m); i++) {
+        plast_layer *l = plast_model_layer(m, i);
+        for (int p = 0; p < l->nparams; p++) {
+            cr_expect(eq(sz, (uintptr_t)l->param[p].w % 64, 0));
+            cr_expect(eq(sz, (uintptr_t)l->param[p].g % 64, 0));
+            want += l->param[p].count;
+        }
+    }
+    cr_expect(eq(sz, want, (size_t)(8 * 6 + 6 + 6 * 5 + 5 + 5 * 3 + 3)));
+    cr_expect(plast_model_nparams(m) >= want);
+    cr_expect(eq(sz, plast_mem_live(mem, PLAST_MEM_WEIGHTS), plast_model_nparams(m) * 4));
+    cr_expect(eq(sz, plast_mem_live(mem, PLAST_MEM_GRADIENTS), plast_model_nparams(m) * 4));
+    cr_expect(b0->param_end == b1->param_begin && b1->param_end == b2->param_begin);
+    cr_expect(eq(int, plast_model_find_layer(m, "h2"), 3));
+    cr_expect(eq(int, plast_model_find_layer(m, "nope"), -1));
+    plast_model_destroy(m);
+    cr_expect(eq(sz, plast_mem_live_total(mem), 0));
+    plast_mem_destroy(mem);
+    plast_registry_destroy(reg);
+}
+
+Test(model, init_is_deterministic_and_bounded)
+{
+    plast_registry *reg;
+    plast_mem *mem;
+    plast_err e;
+    int rc;
+    plast_model *a = build(mlp, &reg, &mem, &e, &rc);
+    CHECK_OK(rc, e);
+    plast_model *b = build(mlp, &reg, &mem, &e, &rc);
+    CHECK_OK(rc, e);
+    cr_expect(memcmp(plast_model_weights(a), plast_model_weights(b),
+                     plast_model_nparams(a) * sizeof(float)) == 0);
+    plast_layer *h1 = plast_model_layer(a, 1);
+    float bound = 1.0f / sqrtf(8.0f);
+    for (size_t i = 0; i < h1->param[0].count; i++)
+        cr_expect(fabsf(h1->param[0].w[i]) <= bound);
+    plast_model_destroy(a);
+    plast_model_destroy(b);
+}
+
+Test(model, errors_name_the_section)
+{
+    plast_registry *reg;
+    plast_mem *mem;
+    plast_err e;
+    int rc;
+    char buf[600];
+    build("[layer.h]\ntype = dense\nunits = 4\n[layer.x]\ntype = conv9\n", &reg, &mem, &e, &rc);
+    cr_assert(eq(int, rc, PLAST_E_PARSE));
+    cr_expect(eq(str, plast_err_format(&e, buf, sizeof buf),
+                 "test.ini:5: [layer.x] type: expected one of dense, relu, tanh, sigmoid, "
+                 "flatten, found \"conv9\""));
+    build("[layer.h]\ntype = dense\nunits = 4\n", &reg, &mem, &e, &rc);
+    cr_assert(eq(int, rc, PLAST_E_PARSE));
+    cr_expect(eq(str, plast_err_format(&e, buf, sizeof buf),
+                 "test.ini:2: [layer.h] the last layer must give 3 outputs (one per class), it "
+                 "gives 4"));
+    build("[layer.h]\nunits = 4\n", &reg, &mem, &e, &rc);
+    cr_expect(eq(str, plast_err_format(&e, buf, sizeof buf),
+                 "test.ini:1: [layer.h] missing required key 'type'"));
+    build("[layer.h]\ntype = dense\nunits = 3\n[layer.a]\ntype = relu\nfrozen = true\n", &reg,
+          &mem, &e, &rc);
+    cr_expect(eq(str, plast_err_format(&e, buf, sizeof buf),
+                 "test.ini:6: [layer.a] frozen: layer type 'relu' has no parameters"));
+}
+
+/* In-place activations share the dense output; a view shares its input;
+ * release hands the last output over; backward frees what it consumes. */
+Test(model, block_memory)
+{
+    plast_registry *reg;
+    plast_mem *mem;
+    plast_err e;
+    int rc;
+    plast_model *m = build(mlp, &reg, &mem, &e, &rc);
+    CHECK_OK(rc, e);
+    plast_ctx ctx = plast_model_ctx(m, 1);
+    const int B = 4;
+    plast_tensor x;
+    CHECK_OK(plast_tensor_alloc(&x, mem, PLAST_MEM_INPUT, B, plast_model_input_shape(m), &e), e);
+    for (size_t i = 0; i < x.size; i++)
+        x.data[i] = (float)i / (float)x.size;
+    plast_block_run run;
+    CHECK_OK(plast_block_forward(m, 0, &x, &run, &ctx, &e), e);
+    cr_expect(eq(sz, plast_mem_live(mem, PLAST_MEM_ACTIVATIONS), (size_t)B * 6 * 4));
+    cr_expect(plast_block_layer_output(&run, 1)->data == plast_block_layer_output(&run, 2)->data);
+    cr_expect(plast_block_layer_output(&run, 0)->data == x.data);
+    plast_tensor kept;
+    plast_block_release(m, &run, &kept);
+    cr_expect(eq(sz, plast_mem_live(mem, PLAST_MEM_ACTIVATIONS), (size_t)B * 6 * 4));
+    cr_expect(kept.owner == mem && kept.dim[0] == B && kept.dim[1] == 6);
+    /* block 1 with backward from its activation, input gradient wanted */
+    CHECK_OK(plast_block_forward(m, 1, &kept, &run, &ctx, &e), e);
+    plast_tensor dy, dx;
+    CHECK_OK(plast_tensor_alloc_dims(&dy, mem, PLAST_MEM_ACTIVATIONS, 2, (int[]){B, 5}, &e), e);
+    for (size_t i = 0; i < dy.size; i++)
+        dy.data[i] = 1.0f;
+    CHECK_OK(plast_block_backward(m, &run, 4, &dy, &dx, &ctx, &e), e);
+    cr_expect(dy.data == NULL, "dy was consumed");
+    cr_expect(dx.dim[0] == B && dx.dim[1] == 6 && dx.owner == mem);
+    plast_block_release(m, &run, NULL);
+    plast_tensor_free(&dx);
+    plast_tensor_free(&kept);
+    cr_expect(eq(sz, plast_mem_live(mem, PLAST_MEM_ACTIVATIONS), 0));
+    /* the flat gradients of block 1 are set, block 0's are not */
+    const plast_block *b0 = plast_model_block(m, 0), *b1 = plast_model_block(m, 1);
+    int nz0 = 0, nz1 = 0;
+    for (size_t i = b0->param_begin; i < b0->param_end; i++)
+        nz0 += plast_model_grads(m)[i] != 0;
+    for (size_t i = b1->param_begin; i < b1->param_end; i++)
+        nz1 += plast_model_grads(m)[i] != 0;
+    cr_expect(eq(int, nz0, 0));
+    cr_expect(nz1 > 0);
+    plast_tensor_free(&x);
+    plast_model_destroy(m);
+}
+
+/* predict equals running the blocks, and frees as it goes. */
+Test(model, predict_matches_blocks)
+{
+    plast_registry *reg;
+    plast_mem *mem;
+    plast_err e;
+    int rc;
+    plast_model *m = build(mlp, &reg, &mem, &e, &rc);
+    CHECK_OK(rc, e);
+    plast_ctx ctx = plast_model_ctx(m, 0);
+    plast_tensor x, y;
+    CHECK_OK(plast_tensor_alloc(&x, mem, PLAST_MEM_INPUT, 3, plast_model_input_shape(m), &e), e);
+    for (size_t i = 0; i < x.size; i++)
+        x.data[i] = sinf((float)i);
+    plast_mem_reset_peaks(mem);
+    CHECK_OK(plast_model_predict(m, &x, &y, &e), e);
+    /* at most two layer outputs alive at once: 3*(6+5) floats */
+    cr_expect(plast_mem_peak(mem, PLAST_MEM_ACTIVATIONS) <= (size_t)3 * (6 + 5) * 4);
+    plast_tensor in = x, kept;
+    in.owner = NULL;
+    for (int k = 0; k < plast_model_nblocks(m); k++) {
+        plast_block_run run;
+        CHECK_OK(plast_block_forward(m, k, &in, &run, &ctx, &e), e);
+        plast_block_release(m, &run, &kept);
+        if (k)
+            plast_tensor_free(&in);
+        in = kept;
+    }
+    cr_expect(eq(sz, in.size, y.size));
+    cr_expect(memcmp(in.data, y.data, y.size * 4) == 0);
+    plast_tensor_free(&in);
+    plast_tensor_free(&y);
+    plast_tensor_free(&x);
+    cr_expect(eq(sz, plast_mem_live(mem, PLAST_MEM_ACTIVATIONS), 0));
+    plast_model_destroy(m);
+}

@@ -1,0 +1,130 @@
+/* testutil.h - helpers shared by the model, rule and trainer suites. */
+#ifndef PLAST_TESTUTIL_H
+#define PLAST_TESTUTIL_H
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <plast/plast.h>
+
+/* Abort the test with the formatted error. */
+#define CHECK_OK(call, e)                                                          \
+    do {                                                                           \
+        int rc_ = (call);                                                          \
+        if (rc_ != PLAST_OK) {                                                     \
+            char buf_[600];                                                        \
+            cr_fatal("%s failed: %s", #call, plast_err_format(&(e), buf_, sizeof buf_)); \
+        }                                                                          \
+    } while (0)
+
+static inline plast_config *tu_config(const char *text)
+{
+    plast_config *c = NULL;
+    plast_err e;
+    CHECK_OK(plast_config_parse_string(&c, "test.ini", text, &e), e);
+    return c;
+}
+
+/* Registry finding the build tree's rule plug-ins (make check sets
+ * PLAST_PLUGIN_PATH; TEST_RULEDIR is the fallback). */
+static inline plast_registry *tu_registry(void)
+{
+    if (!getenv("PLAST_PLUGIN_PATH"))
+        setenv("PLAST_PLUGIN_PATH", TEST_RULEDIR, 1);
+    setenv("PLAST_PLUGIN_SYSTEM_PATH", "", 1);
+    plast_registry *r = NULL;
+    plast_err e;
+    CHECK_OK(plast_registry_create(&r, &e), e);
+    return r;
+}
+
+static inline const plast_rule_ops *tu_rule(plast_registry *reg, const char *name)
+{
+    const plast_rule_ops *ops;
+    const char *file;
+    plast_err e;
+    CHECK_OK(plast_registry_find_rule(reg, name, &ops, &file, &e), e);
+    return ops;
+}
+
+/* Everything a rule needs, built from INI text without a trainer. */
+typedef struct tu_net {
+    plast_config *cfg;
+    plast_registry *reg;
+    plast_mem *mem;
+    plast_model *model;
+    plast_args *optim_args, *rule_args;
+    plast_optim *optim;
+    const plast_rule_ops *ops;
+    plast_rule *rule;
+} tu_net;
+
+static inline void tu_net_init(tu_net *n, const char *ini, int features, int classes,
+                               const char *rule, uint64_t seed)
+{
+    plast_err e;
+    memset(n, 0, sizeof *n);
+    n->cfg = tu_config(ini);
+    n->reg = tu_registry();
+    CHECK_OK(plast_mem_create(&n->mem, &e), e);
+    plast_shape in = {1, {features}};
+    CHECK_OK(plast_model_create(&n->model, n->cfg, n->reg, &in, classes, seed, n->mem, &e), e);
+    CHECK_OK(plast_args_parse(&n->optim_args, n->cfg, "optimizer", plast_optim_settings, NULL,
+                              NULL, &e),
+             e);
+    CHECK_OK(plast_optim_create(&n->optim, n->optim_args, plast_model_nparams(n->model), n->mem,
+                                &e),
+             e);
+    plast_model_attach(n->model, &plast_loss_softmax_ce, n->optim, 1);
+    n->ops = tu_rule(n->reg, rule);
+    char section[64];
+    snprintf(section, sizeof section, "rule.%s", rule);
+    static const char *const skip[] = {"optimizer.", "run.", NULL};
+    CHECK_OK(plast_args_parse(&n->rule_args, n->cfg, section, n->ops->settings, NULL, skip, &e),
+             e);
+}
+
+static inline void tu_net_create_rule(tu_net *n)
+{
+    plast_err e;
+    CHECK_OK(n->ops->create(&n->rule, n->model, n->rule_args, &e), e);
+}
+
+static inline void tu_net_fini(tu_net *n)
+{
+    if (n->ops)
+        n->ops->destroy(n->rule);
+    plast_args_destroy(n->rule_args);
+    plast_optim_destroy(n->optim);
+    plast_args_destroy(n->optim_args);
+    plast_model_destroy(n->model);
+    plast_mem_destroy(n->mem);
+    plast_registry_destroy(n->reg);
+    plast_config_destroy(n->cfg);
+}
+
+/* One training step of the rule on x [batch, features] with labels; the
+ * batch input is allocated from the model's memory like the trainer's. */
+static inline plast_stats tu_step(tu_net *n, const float *x, const int32_t *labels, int batch,
+                                  int features)
+{
+    plast_err e;
+    plast_batch b;
+    memset(&b, 0, sizeof b);
+    plast_shape s = {1, {features}};
+    CHECK_OK(plast_tensor_alloc(&b.x, n->mem, PLAST_MEM_INPUT, batch, &s, &e), e);
+    memcpy(b.x.data, x, (size_t)batch * (size_t)features * sizeof *x);
+    int32_t *lab = plast_mem_alloc(n->mem, PLAST_MEM_INPUT, (size_t)batch * sizeof *lab);
+    memcpy(lab, labels, (size_t)batch * sizeof *lab);
+    b.labels = lab;
+    b.n = batch;
+    plast_optim_begin(n->optim, plast_optim_base_lr(n->optim));
+    plast_stats st = {0, 0, 0};
+    CHECK_OK(n->ops->train_batch(n->rule, &b, &st, &e), e);
+    plast_tensor_free(&b.x);
+    plast_mem_free(n->mem, lab);
+    return st;
+}
+
+#endif
