@@ -1,5 +1,7 @@
 /* test_model.c - building a model from INI text, its blocks and flat
  * parameters, block-by-block execution and its memory. */
+#include "config.h"
+
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 #include <math.h>
@@ -93,20 +95,20 @@ Test(model, errors_name_the_section)
     char buf[600];
     build("[layer.h]\ntype = dense\nunits = 4\n[layer.x]\ntype = conv9\n", &reg, &mem, &e, &rc);
     cr_assert(eq(int, rc, PLAST_E_PARSE));
-    cr_expect(eq(str, plast_err_format(&e, buf, sizeof buf),
+    cr_expect(eq(str, (char *)plast_err_format(&e, buf, sizeof buf),
                  "test.ini:5: [layer.x] type: expected one of dense, relu, tanh, sigmoid, "
                  "flatten, found \"conv9\""));
     build("[layer.h]\ntype = dense\nunits = 4\n", &reg, &mem, &e, &rc);
     cr_assert(eq(int, rc, PLAST_E_PARSE));
-    cr_expect(eq(str, plast_err_format(&e, buf, sizeof buf),
+    cr_expect(eq(str, (char *)plast_err_format(&e, buf, sizeof buf),
                  "test.ini:2: [layer.h] the last layer must give 3 outputs (one per class), it "
                  "gives 4"));
     build("[layer.h]\nunits = 4\n", &reg, &mem, &e, &rc);
-    cr_expect(eq(str, plast_err_format(&e, buf, sizeof buf),
+    cr_expect(eq(str, (char *)plast_err_format(&e, buf, sizeof buf),
                  "test.ini:1: [layer.h] missing required key 'type'"));
     build("[layer.h]\ntype = dense\nunits = 3\n[layer.a]\ntype = relu\nfrozen = true\n", &reg,
           &mem, &e, &rc);
-    cr_expect(eq(str, plast_err_format(&e, buf, sizeof buf),
+    cr_expect(eq(str, (char *)plast_err_format(&e, buf, sizeof buf),
                  "test.ini:6: [layer.a] frozen: layer type 'relu' has no parameters"));
 }
 

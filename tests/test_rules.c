@@ -1,6 +1,8 @@
 /* test_rules.c - the bp and drtp plug-ins against hand-computed values
  * (toy net N0 of ALGORITHMS.md §3.8), their bookkeeping, and the memory
  * the tracker measures against the analytic counts. */
+#include "config.h"
+
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 #include <math.h>

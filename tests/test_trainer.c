@@ -1,5 +1,7 @@
 /* test_trainer.c - the training loop end to end on synthetic data:
  * learning, determinism, checkpoints, resume, init, overrides, FTZ. */
+#include "config.h"
+
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 #include <math.h>
@@ -142,7 +144,7 @@ Test(trainer, same_seed_same_weights_other_seed_differs)
         CHECK_OK(train(&b, &e), e);
         CHECK_OK(train(&c, &e), e);
         cr_expect(same_weights(&a, &b), "%s: same seed, different weights", rules[i]);
-        cr_expect(!same_weights(&a, &c), "%s: other seed, same weights", rules[i]);
+        cr_expect(same_weights(&a, &c) == 0, "%s: other seed, same weights", rules[i]);
         finish(&a);
         finish(&b);
         finish(&c);
@@ -201,7 +203,7 @@ Test(trainer, checkpoint_round_trip_and_refusals)
     CHECK_OK(train(&a, &e), e);
     CHECK_OK(plast_trainer_save(a.t, path, &e), e);
     start(&b, ini("bp", 1, 5, ""));
-    cr_expect(!same_weights(&a, &b));
+    cr_expect(same_weights(&a, &b) == 0);
     CHECK_OK(plast_trainer_resume(b.t, path, &e), e);
     cr_expect(same_weights(&a, &b));
     finish(&b);
@@ -259,7 +261,7 @@ Test(trainer, config_errors)
     plast_err e;
     char buf[600];
     cr_expect(eq(int, open_run(&r, "[run]\nepochs = 1\n[colour]\nx = 1\n", &e), PLAST_E_PARSE));
-    cr_expect(eq(str, plast_err_format(&e, buf, sizeof buf),
+    cr_expect(eq(str, (char *)plast_err_format(&e, buf, sizeof buf),
                  "test.ini:3: unknown section [colour] (expected run, data, layer.NAME, loss, "
                  "optimizer, rule, rule.NAME)"));
     plast_registry_destroy(r.reg);
