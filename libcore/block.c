@@ -110,6 +110,18 @@ static int layer_backward(plast_model *m, plast_block_run *run, int j, plast_ten
     return rc;
 }
 
+/* Is a gradient at the input of layer j needed: by a trainable layer
+ * below it in the block, or by the caller at the block input? */
+static int needs_input_grad(plast_model *m, const plast_block_run *run, int j, int caller_wants)
+{
+    if (caller_wants)
+        return 1;
+    for (int i = run->first; i < j; i++)
+        if (plast_model_layer(m, i)->nparams > 0)
+            return 1;
+    return 0;
+}
+
 int plast_block_backward(plast_model *m, plast_block_run *run, int from, plast_tensor *dy,
                          plast_tensor *dx, const plast_ctx *ctx, plast_err *e)
 {
@@ -117,7 +129,7 @@ int plast_block_backward(plast_model *m, plast_block_run *run, int from, plast_t
     plast_tensor cur = *dy, next;
     memset(dy, 0, sizeof *dy);
     for (int j = from; j >= run->first; j--) {
-        int want = j > run->first || dx != NULL;
+        int want = needs_input_grad(m, run, j, dx != NULL);
         int rc = layer_backward(m, run, j, &cur, &next, want, ctx, e);
         if (rc) {
             plast_tensor_free(&cur);

@@ -72,8 +72,13 @@ int plast_optim_create(plast_optim **out, const plast_args *a, size_t n, plast_m
     o->mem = mem;
     o->cur_lr = o->lr;
     o->nstate = o->type == OPT_SGD ? 0 : (o->type >= OPT_ADAM ? 2 : 1);
+    size_t bytes;
+    if (__builtin_mul_overflow(n, sizeof(plast_real), &bytes)) {
+        free(o);
+        return plast_err_set(e, PLAST_E_INVAL, "optimizer: %zu parameters overflow size_t", n);
+    }
     for (int i = 0; i < o->nstate; i++) {
-        o->state[i] = plast_mem_calloc(mem, PLAST_MEM_OPTIMIZER, n * sizeof(plast_real));
+        o->state[i] = plast_mem_calloc(mem, PLAST_MEM_OPTIMIZER, bytes);
         if (!o->state[i]) {
             plast_optim_destroy(o);
             return plast_err_set(e, PLAST_E_NOMEM, "out of memory for optimizer state (%zu floats)",
@@ -99,8 +104,8 @@ double plast_optim_lr_at(const plast_optim *o, uint64_t step, uint64_t steps_per
     double spe = steps_per_epoch ? (double)steps_per_epoch : 1.0;
     double warm = o->warmup * spe;
     double s = (double)step;
-    if (s < warm)
-        return o->lr * (s + 1.0) / warm;
+    if (s < warm) /* a fractional warm-up's last step would pass lr */
+        return o->lr * fmin(1.0, (s + 1.0) / warm);
     switch (o->sched) {
     case SCHED_STEP:
         return o->lr * pow(o->gamma, floor(s / spe / o->step_epochs));
@@ -152,6 +157,8 @@ static void update_adam(const plast_optim *o, plast_real *w, plast_real *g, size
 {
     const double t = (double)o->steps;
     const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
+    /* 1 - beta in double: 1.0f - (float)0.999 is off by 1.3e-5 relative */
+    const float omb1 = (float)(1.0 - o->beta1), omb2 = (float)(1.0 - o->beta2);
     const float step = (float)(o->cur_lr / (1.0 - pow(o->beta1, t)));
     const float bc2_sqrt = (float)sqrt(1.0 - pow(o->beta2, t));
     const float wd = (float)o->weight_decay, decay = (float)(1.0 - o->cur_lr * o->weight_decay);
@@ -163,8 +170,8 @@ static void update_adam(const plast_optim *o, plast_real *w, plast_real *g, size
             w[i] *= decay;
         else
             gi += wd * w[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * gi;
-        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = b1 * m[i] + omb1 * gi;
+        v[i] = b2 * v[i] + omb2 * gi * gi;
         w[i] -= step * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
     }
 }
@@ -176,7 +183,10 @@ void plast_optim_update(plast_optim *o, plast_real *w, plast_real *g, size_t beg
     case OPT_SGD: update_sgd(o, w, g, begin, end); break;
     case OPT_MOMENTUM: update_momentum(o, w, g, begin, end, 0); break;
     case OPT_NESTEROV: update_momentum(o, w, g, begin, end, 1); break;
-    default: update_adam(o, w, g, begin, end); break;
+    default:
+        PLAST_ASSERT(o->steps > 0); /* begin() first: bias correction at step 0 is 1/0 */
+        update_adam(o, w, g, begin, end);
+        break;
     }
     memset(g + begin, 0, (end - begin) * sizeof *g);
 }

@@ -128,16 +128,22 @@ Test(drtp, toy_net_n0_step)
 #define H1 9
 #define H2 7
 
-static const char *mlp_ini(const char *extra)
+/* With `flat` a flatten layer leads block 0 (as in the examples). */
+static const char *mlp_ini_flat(const char *extra, int flat)
 {
     static char buf[1024];
     snprintf(buf, sizeof buf,
-             "[layer.h1]\ntype = dense\nunits = %d\n[layer.a1]\ntype = tanh\n"
+             "%s[layer.h1]\ntype = dense\nunits = %d\n[layer.a1]\ntype = tanh\n"
              "[layer.h2]\ntype = dense\nunits = %d\n[layer.a2]\ntype = tanh\n"
              "[layer.out]\ntype = dense\nunits = %d\n"
              "[optimizer]\ntype = nesterov\nlr = 0.05\n%s",
-             H1, H2, C, extra);
+             flat ? "[layer.flat]\ntype = flatten\n" : "", H1, H2, C, extra);
     return buf;
+}
+
+static const char *mlp_ini(const char *extra)
+{
+    return mlp_ini_flat(extra, 0);
 }
 
 static void random_batch(float *x, int32_t *y, int batch, uint32_t seed)
@@ -274,10 +280,10 @@ Test(rules, same_seed_same_bits)
 
 /* ---- memory: tracker peak of activations + input vs the analytic count ---- */
 
-static size_t act_input_peak(const char *rule, int B)
+static size_t act_input_peak(const char *rule, int B, int flat)
 {
     tu_net n;
-    tu_net_init(&n, mlp_ini(""), F, C, rule, 5);
+    tu_net_init(&n, mlp_ini_flat("", flat), F, C, rule, 5);
     tu_net_create_rule(&n);
     float x[16 * F];
     int32_t y[16];
@@ -300,7 +306,9 @@ Test(memory, bp_keeps_every_block)
     size_t at2 = x + a1 + a2 + lo + lo + a2;
     size_t at1 = x + a1 + a2 + a2 + a1;
     size_t want = labels + (at2 > at1 ? at2 : at1);
-    cr_expect(eq(sz, act_input_peak("bp", (int)B), want));
+    cr_expect(eq(sz, act_input_peak("bp", (int)B, 0), want));
+    /* a leading flatten adds nothing: no gradient flows into the data */
+    cr_expect(eq(sz, act_input_peak("bp", (int)B, 1), want));
 }
 
 Test(memory, drtp_keeps_one_block)
@@ -311,5 +319,6 @@ Test(memory, drtp_keeps_one_block)
     size_t k0 = x + a1 + a1, k1 = a1 + a2 + a2, k2 = a2 + lo + lo;
     size_t m = k0 > k1 ? k0 : k1;
     m = m > k2 ? m : k2;
-    cr_expect(eq(sz, act_input_peak("drtp", (int)B), labels + m));
+    cr_expect(eq(sz, act_input_peak("drtp", (int)B, 0), labels + m));
+    cr_expect(eq(sz, act_input_peak("drtp", (int)B, 1), labels + m));
 }
