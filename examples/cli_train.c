@@ -285,7 +285,11 @@ static int apply_set(plast_config *c, const char *spec, plast_err *e)
                              "--set: expected SECTION.KEY=VALUE, found \"%s\"", spec);
     memcpy(lhs, spec, (size_t)(eq - spec));
     lhs[eq - spec] = '\0';
-    char *dot = strrchr(lhs, '.');
+    /* [layer.NAME] and [rule.NAME] have a dot in the section name; a key
+     * may have one too (rule.drtp.optimizer.lr) */
+    char *dot = strchr(lhs, '.');
+    if (dot && (!strncmp(lhs, "layer.", 6) || !strncmp(lhs, "rule.", 5)) && strchr(dot + 1, '.'))
+        dot = strchr(dot + 1, '.');
     if (!dot || dot == lhs || !dot[1])
         return plast_err_set(e, PLAST_E_PARSE,
                              "--set: expected SECTION.KEY=VALUE, found \"%s\"", spec);
@@ -402,6 +406,13 @@ static int open_log(run_state *s, const train_opts *o, plast_err *e)
     return PLAST_OK;
 }
 
+/* Failing to create an output file is EX_CANTCREAT, not a read error. */
+static int fail_output(const plast_err *e)
+{
+    cli_fail(e);
+    return EXIT_CANTCREAT;
+}
+
 static int finish(run_state *s, int rc, const plast_err *e)
 {
     double med, lo, hi;
@@ -441,14 +452,16 @@ int cmd_train(int argc, char **argv)
     if (!rc && o.resume)
         rc = plast_trainer_resume(t, o.resume, &e);
     s.t = t;
-    if (!rc)
-        rc = open_log(&s, &o, &e);
-    s.epoch_s = rc ? NULL : calloc(MAX_EPOCHS_KEPT, sizeof *s.epoch_s);
-    if (!rc && !s.epoch_s)
-        rc = plast_err_set(&e, PLAST_E_NOMEM, "out of memory");
-    if (rc) {
+    if (!rc && (rc = open_log(&s, &o, &e)))
+        ex = fail_output(&e);
+    else if (rc)
         ex = cli_fail(&e);
-    } else {
+    s.epoch_s = rc ? NULL : calloc(MAX_EPOCHS_KEPT, sizeof *s.epoch_s);
+    if (!rc && !s.epoch_s) {
+        rc = plast_err_set(&e, PLAST_E_NOMEM, "out of memory");
+        ex = cli_fail(&e);
+    }
+    if (!rc) {
         s.progress = o.progress;
         s.bar = o.progress == PROGRESS_BAR ||
                 (o.progress == PROGRESS_AUTO && isatty(STDERR_FILENO));

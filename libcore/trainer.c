@@ -91,11 +91,18 @@ static int is_known_section(const char *s)
            !strncmp(s, "rule.", 5);
 }
 
+/* NAME of [rule.NAME] is a plug-in name: [a-z0-9_]+, no dots. */
+static int bad_rule_section(const char *s)
+{
+    static const char name_chars[] = "abcdefghijklmnopqrstuvwxyz0123456789_";
+    return !strncmp(s, "rule.", 5) && (!s[5] || strspn(s + 5, name_chars) != strlen(s + 5));
+}
+
 static int check_sections(const plast_config *c, plast_err *e)
 {
     for (int i = 0; i < plast_config_nsections(c); i++) {
         const char *s = plast_config_section_name(c, i);
-        if (!is_known_section(s) || !strcmp(s, "layer.") || !strcmp(s, "rule."))
+        if (!is_known_section(s) || !strcmp(s, "layer.") || bad_rule_section(s))
             return plast_err_at(e, PLAST_E_PARSE, plast_config_file(c),
                                 plast_config_section_line(c, i),
                                 "unknown section [%s] (expected run, data, layer.NAME, loss, "
@@ -118,7 +125,13 @@ static int apply_overrides(plast_config *c, const char *rule_section, plast_err 
             continue;
         char section[32], origin[300];
         snprintf(section, sizeof section, "%.*s", (int)(dot - key), key);
-        snprintf(origin, sizeof origin, "%s:%d", plast_config_file(c), line);
+        int set_line = -1;
+        if (plast_config_get(c, section, dot + 1, &set_line) && set_line == 0)
+            continue; /* given on the command line (--set): that wins */
+        if (line > 0)
+            snprintf(origin, sizeof origin, "%s:%d", plast_config_file(c), line);
+        else
+            snprintf(origin, sizeof origin, "--set %s", rule_section);
         int rc = plast_config_set(c, section, dot + 1, value, origin, e);
         if (rc)
             return rc;
