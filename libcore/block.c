@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "plast/model.h"
+#include "plast/rule.h"
 
 static const plast_tensor *layer_input(const plast_block_run *run, int j)
 {
@@ -161,6 +162,31 @@ void plast_block_release(plast_model *m, plast_block_run *run, plast_tensor *kep
     for (int i = 0; i < run->n; i++)
         plast_tensor_free(&run->out[i]);
     run->n = 0;
+}
+
+int plast_model_local_pass(plast_model *m, plast_batch *b, plast_block_visit visit, void *user,
+                           plast_err *e)
+{
+    plast_ctx ctx = plast_model_ctx(m, 1);
+    int K = plast_model_nblocks(m), rc = PLAST_OK;
+    plast_tensor prev; /* block k's input once block 0 is done */
+    memset(&prev, 0, sizeof prev);
+    for (int k = 0; k < K && !rc; k++) {
+        plast_block_run run;
+        if ((rc = plast_block_forward(m, k, k ? &prev : &b->x, &run, &ctx, e)))
+            break;
+        rc = visit(user, k, &run, e);
+        plast_tensor next;
+        plast_block_release(m, &run, k < K - 1 ? &next : NULL);
+        if (k == 0)
+            plast_batch_drop_input(b);
+        else
+            plast_tensor_free(&prev);
+        if (k < K - 1)
+            prev = next;
+    }
+    plast_tensor_free(&prev);
+    return rc;
 }
 
 int plast_model_predict(plast_model *m, const plast_tensor *x, plast_tensor *y, plast_err *e)

@@ -48,37 +48,35 @@ static void drop_weight_grad(plast_model *m, int k)
     memset(l->param[0].g, 0, l->param[0].count * sizeof(plast_real));
 }
 
+typedef struct shallow_pass {
+    plast_rule *r;
+    plast_batch *b;
+    plast_stats *st;
+} shallow_pass;
+
+/* Called after each block's forward: only the output block learns. */
+static int train_block(void *user, int k, plast_block_run *run, plast_err *e)
+{
+    shallow_pass *p = user;
+    plast_model *m = p->r->model;
+    if (k < plast_model_nblocks(m) - 1)
+        return PLAST_OK;
+    plast_ctx ctx = plast_model_ctx(m, 1);
+    plast_tensor dy;
+    int rc = plast_rule_loss(m, plast_block_output(run), p->b, p->st, &dy, e);
+    if (!rc)
+        rc = plast_block_backward(m, run, run->first + run->n - 1, &dy, NULL, &ctx, e);
+    if (!rc && p->r->train_bias_only)
+        drop_weight_grad(m, k);
+    if (!rc)
+        plast_model_step_block(m, k);
+    return rc;
+}
+
 static int shallow_train_batch(plast_rule *r, plast_batch *b, plast_stats *st, plast_err *e)
 {
-    plast_model *m = r->model;
-    plast_ctx ctx = plast_model_ctx(m, 1);
-    int K = plast_model_nblocks(m), rc = PLAST_OK;
-    plast_tensor prev, next, dy;
-    memset(&prev, 0, sizeof prev);
-    for (int k = 0; k < K && !rc; k++) {
-        plast_block_run run;
-        if ((rc = plast_block_forward(m, k, k ? &prev : &b->x, &run, &ctx, e)))
-            break;
-        if (k == K - 1) {
-            rc = plast_rule_loss(m, plast_block_output(&run), b, st, &dy, e);
-            if (!rc)
-                rc = plast_block_backward(m, &run, run.first + run.n - 1, &dy, NULL, &ctx, e);
-            if (!rc && r->train_bias_only)
-                drop_weight_grad(m, k);
-            if (!rc)
-                plast_model_step_block(m, k);
-        }
-        plast_block_release(m, &run, k < K - 1 ? &next : NULL);
-        if (k == 0)
-            plast_batch_drop_input(b);
-        else
-            plast_tensor_free(&prev);
-        if (k < K - 1)
-            prev = next;
-    }
-    if (rc)
-        plast_tensor_free(&prev);
-    return rc;
+    shallow_pass p = {r, b, st};
+    return plast_model_local_pass(r->model, b, train_block, &p, e);
 }
 
 static const plast_rule_ops shallow_ops = {

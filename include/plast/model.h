@@ -104,6 +104,17 @@ int plast_block_backward(plast_model *m, plast_block_run *run, int from, plast_t
  * *kept (the next block's input) instead. */
 void plast_block_release(plast_model *m, plast_block_run *run, plast_tensor *kept);
 
+/* The forward pass of a local rule: run block k = 0, 1, ... on the batch,
+ * call visit(user, k, run, e) right after block k's forward (train it
+ * there: the run's outputs are alive), then release the block keeping only
+ * its output and free its input (the batch input after block 0, see
+ * plast_batch_drop_input), so at most one block's input and outputs are
+ * alive.  Stops at the first error. */
+struct plast_batch;
+typedef int (*plast_block_visit)(void *user, int k, plast_block_run *run, plast_err *e);
+int plast_model_local_pass(plast_model *m, struct plast_batch *b, plast_block_visit visit,
+                           void *user, plast_err *e);
+
 /* Inference forward of the whole model on x, freeing each input as soon as
  * the next output exists; *y gets the logits (activations category). */
 int plast_model_predict(plast_model *m, const plast_tensor *x, plast_tensor *y,

@@ -132,33 +132,25 @@ static int train_output(plast_rule *r, int k, plast_block_run *run, const plast_
     return rc;
 }
 
+typedef struct drtp_pass {
+    plast_rule *r;
+    plast_batch *b;
+    plast_stats *st;
+} drtp_pass;
+
+static int train_block(void *user, int k, plast_block_run *run, plast_err *e)
+{
+    drtp_pass *p = user;
+    plast_ctx ctx = plast_model_ctx(p->r->model, 1);
+    if (k < plast_model_nblocks(p->r->model) - 1)
+        return train_hidden(p->r, k, run, p->b, &ctx, e);
+    return train_output(p->r, k, run, p->b, p->st, &ctx, e);
+}
+
 static int drtp_train_batch(plast_rule *r, plast_batch *b, plast_stats *st, plast_err *e)
 {
-    plast_model *m = r->model;
-    plast_ctx ctx = plast_model_ctx(m, 1);
-    int K = plast_model_nblocks(m), rc = PLAST_OK;
-    plast_tensor prev; /* the current block's input once block 0 is done */
-    memset(&prev, 0, sizeof prev);
-    for (int k = 0; k < K && !rc; k++) {
-        plast_block_run run;
-        const plast_tensor *x = k == 0 ? &b->x : &prev;
-        if ((rc = plast_block_forward(m, k, x, &run, &ctx, e)))
-            break;
-        rc = k < K - 1 ? train_hidden(r, k, &run, b, &ctx, e)
-                       : train_output(r, k, &run, b, st, &ctx, e);
-        plast_tensor next;
-        plast_block_release(m, &run, k < K - 1 ? &next : NULL);
-        /* block k is done: its input is no longer needed */
-        if (k == 0)
-            plast_batch_drop_input(b);
-        else
-            plast_tensor_free(&prev);
-        if (k < K - 1)
-            prev = next;
-    }
-    if (rc)
-        plast_tensor_free(&prev);
-    return rc;
+    drtp_pass p = {r, b, st};
+    return plast_model_local_pass(r->model, b, train_block, &p, e);
 }
 
 static const plast_rule_ops drtp_ops = {
