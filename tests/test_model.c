@@ -14,6 +14,7 @@ static const char *const mlp = "[layer.flat]\ntype = flatten\n"
                                "[layer.h2]\ntype = dense\nunits = 5\n[layer.a2]\ntype = relu\n"
                                "[layer.out]\ntype = dense\nunits = 3\n";
 
+/* Build a model; the caller destroys the model, then *mem and *reg. */
 static plast_model *build(const char *ini, plast_registry **reg, plast_mem **mem, plast_err *e,
                           int *rc)
 {
@@ -72,9 +73,11 @@ Test(model, init_is_deterministic_and_bounded)
     plast_mem *mem;
     plast_err e;
     int rc;
+    plast_registry *reg_b;
+    plast_mem *mem_b;
     plast_model *a = build(mlp, &reg, &mem, &e, &rc);
     CHECK_OK(rc, e);
-    plast_model *b = build(mlp, &reg, &mem, &e, &rc);
+    plast_model *b = build(mlp, &reg_b, &mem_b, &e, &rc);
     CHECK_OK(rc, e);
     cr_expect(memcmp(plast_model_weights(a), plast_model_weights(b),
                      plast_model_nparams(a) * sizeof(float)) == 0);
@@ -84,32 +87,46 @@ Test(model, init_is_deterministic_and_bounded)
         cr_expect(fabsf(h1->param[0].w[i]) <= bound);
     plast_model_destroy(a);
     plast_model_destroy(b);
+    plast_mem_destroy(mem);
+    plast_mem_destroy(mem_b);
+    plast_registry_destroy(reg);
+    plast_registry_destroy(reg_b);
 }
 
-Test(model, errors_name_the_section)
+/* Build INI text that must fail; returns the formatted error. */
+static int build_error(const char *ini, char *buf, size_t n)
 {
     plast_registry *reg;
     plast_mem *mem;
     plast_err e;
     int rc;
+    plast_model *m = build(ini, &reg, &mem, &e, &rc);
+    cr_assert(m == NULL);
+    plast_err_format(&e, buf, n);
+    plast_mem_destroy(mem);
+    plast_registry_destroy(reg);
+    return rc;
+}
+
+Test(model, errors_name_the_section)
+{
     char buf[600];
-    build("[layer.h]\ntype = dense\nunits = 4\n[layer.x]\ntype = conv9\n", &reg, &mem, &e, &rc);
-    cr_assert(eq(int, rc, PLAST_E_PARSE));
-    cr_expect(eq(str, (char *)plast_err_format(&e, buf, sizeof buf),
+    cr_expect(eq(int, build_error("[layer.h]\ntype = dense\nunits = 4\n[layer.x]\ntype = conv9\n",
+                                  buf, sizeof buf),
+                 PLAST_E_PARSE));
+    cr_expect(eq(str, buf,
                  "test.ini:5: [layer.x] type: expected one of dense, relu, tanh, sigmoid, "
                  "flatten, found \"conv9\""));
-    build("[layer.h]\ntype = dense\nunits = 4\n", &reg, &mem, &e, &rc);
-    cr_assert(eq(int, rc, PLAST_E_PARSE));
-    cr_expect(eq(str, (char *)plast_err_format(&e, buf, sizeof buf),
+    cr_expect(eq(int, build_error("[layer.h]\ntype = dense\nunits = 4\n", buf, sizeof buf),
+                 PLAST_E_PARSE));
+    cr_expect(eq(str, buf,
                  "test.ini:2: [layer.h] the last layer must give 3 outputs (one per class), it "
                  "gives 4"));
-    build("[layer.h]\nunits = 4\n", &reg, &mem, &e, &rc);
-    cr_expect(eq(str, (char *)plast_err_format(&e, buf, sizeof buf),
-                 "test.ini:1: [layer.h] missing required key 'type'"));
-    build("[layer.h]\ntype = dense\nunits = 3\n[layer.a]\ntype = relu\nfrozen = true\n", &reg,
-          &mem, &e, &rc);
-    cr_expect(eq(str, (char *)plast_err_format(&e, buf, sizeof buf),
-                 "test.ini:6: [layer.a] frozen: layer type 'relu' has no parameters"));
+    build_error("[layer.h]\nunits = 4\n", buf, sizeof buf);
+    cr_expect(eq(str, buf, "test.ini:1: [layer.h] missing required key 'type'"));
+    build_error("[layer.h]\ntype = dense\nunits = 3\n[layer.a]\ntype = relu\nfrozen = true\n",
+                buf, sizeof buf);
+    cr_expect(eq(str, buf, "test.ini:6: [layer.a] frozen: layer type 'relu' has no parameters"));
 }
 
 /* In-place activations share the dense output; a view shares its input;
@@ -161,6 +178,8 @@ Test(model, block_memory)
     cr_expect(nz1 > 0);
     plast_tensor_free(&x);
     plast_model_destroy(m);
+    plast_mem_destroy(mem);
+    plast_registry_destroy(reg);
 }
 
 /* predict equals running the blocks, and frees as it goes. */
@@ -198,4 +217,6 @@ Test(model, predict_matches_blocks)
     plast_tensor_free(&x);
     cr_expect(eq(sz, plast_mem_live(mem, PLAST_MEM_ACTIVATIONS), 0));
     plast_model_destroy(m);
+    plast_mem_destroy(mem);
+    plast_registry_destroy(reg);
 }
