@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "plast/model.h"
+#include "plast/plugin.h"
 #include "plast/rule.h"
 
 static const plast_tensor *layer_input(const plast_block_run *run, int j)
@@ -148,7 +149,6 @@ int plast_block_backward(plast_model *m, plast_block_run *run, int from, plast_t
 
 void plast_block_release(plast_model *m, plast_block_run *run, plast_tensor *kept)
 {
-    (void)m;
     if (kept && run->n > 0) {
         plast_tensor *last = &run->out[run->n - 1];
         *kept = alias_of(last);
@@ -159,8 +159,14 @@ void plast_block_release(plast_model *m, plast_block_run *run, plast_tensor *kep
                 break;
             }
     }
-    for (int i = 0; i < run->n; i++)
+    for (int i = 0; i < run->n; i++) {
+        plast_layer *l = plast_model_layer(m, run->first + i);
+        if (PLAST_HAS(l->ops, plast_layer_ops, release)) {
+            plast_ctx ctx = plast_model_ctx(m, 1);
+            l->ops->release(l, &ctx);
+        }
         plast_tensor_free(&run->out[i]);
+    }
     run->n = 0;
 }
 
@@ -205,6 +211,8 @@ int plast_model_predict(plast_model *m, const plast_tensor *x, plast_tensor *y, 
                                     plast_tensor_batch(x), &l->out, e);
         if (rc == PLAST_OK)
             rc = l->ops->forward(l, &cur, &next, &ctx, e);
+        if (PLAST_HAS(l->ops, plast_layer_ops, release))
+            l->ops->release(l, &ctx);
         if (rc) {
             plast_tensor_free(&next);
             plast_tensor_free(&cur);

@@ -12,6 +12,8 @@ void plast_layer_default_init(plast_layer *l, plast_rng *rng)
 {
     for (int i = 0; i < l->nparams; i++) {
         plast_param *p = &l->param[i];
+        if (p->flags & PLAST_PARAM_BUFFER)
+            continue; /* buffers start at zero */
         PLAST_ASSERT(p->fan_in > 0);
         PLAST_ASSERT(p->w != NULL || p->count == 0);
         float bound = (float)(1.0 / sqrt((double)p->fan_in));

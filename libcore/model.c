@@ -17,8 +17,9 @@ struct plast_model {
     plast_block *blocks;
     plast_shape input;
     int classes;
-    size_t nparams;
+    size_t nparams, nbuffers;
     plast_real *weights, *grads;
+    plast_real *buffers;   /* non-trained state (PLAST_PARAM_BUFFER) */
     plast_mem *mem;
     uint64_t seed;
     const plast_loss_ops *loss;
@@ -134,28 +135,54 @@ static int build_blocks(plast_model *m, plast_err *e)
     return PLAST_OK;
 }
 
+static size_t padded(size_t count)
+{
+    return (count + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
+}
+
+static int is_buffer(const plast_param *p)
+{
+    return (p->flags & PLAST_PARAM_BUFFER) != 0;
+}
+
+/* Trained parameters go to the flat weight/gradient arrays, block by
+ * block; buffers to their own array, outside the optimiser's ranges. */
 static int map_params(plast_model *m, plast_err *e)
 {
-    size_t off = 0;
+    size_t off = 0, boff = 0;
     for (int i = 0; i < m->nlayers; i++)
-        for (int p = 0; p < m->layers[i].nparams; p++)
-            off += (m->layers[i].param[p].count + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
+        for (int p = 0; p < m->layers[i].nparams; p++) {
+            const plast_param *pa = &m->layers[i].param[p];
+            if (is_buffer(pa))
+                boff += padded(pa->count);
+            else
+                off += padded(pa->count);
+        }
     m->nparams = off;
+    m->nbuffers = boff;
     size_t bytes = (off ? off : 1) * sizeof(plast_real);
     m->weights = plast_mem_calloc(m->mem, PLAST_MEM_WEIGHTS, bytes);
     m->grads = plast_mem_calloc(m->mem, PLAST_MEM_GRADIENTS, bytes);
-    if (!m->weights || !m->grads)
-        return plast_err_set(e, PLAST_E_NOMEM, "out of memory for %zu parameters", off);
-    off = 0;
+    if (boff)
+        m->buffers = plast_mem_calloc(m->mem, PLAST_MEM_WEIGHTS, boff * sizeof(plast_real));
+    if (!m->weights || !m->grads || (boff && !m->buffers))
+        return plast_err_set(e, PLAST_E_NOMEM, "out of memory for %zu parameters", off + boff);
+    off = boff = 0;
     for (int k = 0; k < m->nblocks; k++) {
         plast_block *b = &m->blocks[k];
         b->param_begin = off;
         for (int i = b->first; i <= b->last; i++)
             for (int p = 0; p < m->layers[i].nparams; p++) {
                 plast_param *pa = &m->layers[i].param[p];
-                pa->w = m->weights + off;
-                pa->g = m->grads + off;
-                off += (pa->count + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
+                if (is_buffer(pa)) {
+                    pa->w = m->buffers + boff;
+                    pa->g = NULL;
+                    boff += padded(pa->count);
+                } else {
+                    pa->w = m->weights + off;
+                    pa->g = m->grads + off;
+                    off += padded(pa->count);
+                }
             }
         b->param_end = off;
     }
@@ -246,6 +273,7 @@ void plast_model_destroy(plast_model *m)
             m->layers[i].ops->destroy(&m->layers[i]);
     plast_mem_free(m->mem, m->weights);
     plast_mem_free(m->mem, m->grads);
+    plast_mem_free(m->mem, m->buffers);
     free(m->blocks);
     free(m->layers);
     free(m);
@@ -298,12 +326,23 @@ plast_ctx plast_model_ctx(plast_model *m, int train)
     return ctx;
 }
 
-/* The range of layer l's parameters in the flat arrays. */
-static void layer_range(const plast_model *m, const plast_layer *l, size_t *b, size_t *e)
+/* The range of layer l's trained parameters in the flat arrays; 0 if it
+ * has none. */
+static int layer_range(const plast_model *m, const plast_layer *l, size_t *b, size_t *e)
 {
-    *b = (size_t)(l->param[0].w - m->weights);
-    const plast_param *last = &l->param[l->nparams - 1];
-    *e = (size_t)(last->w - m->weights) + last->count;
+    int found = 0;
+    for (int p = 0; p < l->nparams; p++) {
+        const plast_param *pa = &l->param[p];
+        if (is_buffer(pa))
+            continue;
+        size_t lo = (size_t)(pa->w - m->weights), hi = lo + pa->count;
+        if (!found || lo < *b)
+            *b = lo;
+        if (!found || hi > *e)
+            *e = hi;
+        found = 1;
+    }
+    return found;
 }
 
 /* Frozen layers are skipped so momentum or weight decay cannot move them. */
@@ -315,8 +354,8 @@ void plast_model_step_block(plast_model *m, int k)
         if (l->nparams == 0 || l->frozen)
             continue;
         size_t begin, end;
-        layer_range(m, l, &begin, &end);
-        plast_optim_update(m->optim, m->weights, m->grads, begin, end);
+        if (layer_range(m, l, &begin, &end))
+            plast_optim_update(m->optim, m->weights, m->grads, begin, end);
     }
 }
 

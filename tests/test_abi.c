@@ -254,6 +254,7 @@ CHECK_SIZE(plast_param, 40);
     CHECK_MEMBER(plast_param, name, 0, 8);
     CHECK_MEMBER(plast_param, count, 8, 8);
     CHECK_MEMBER(plast_param, fan_in, 16, 4);
+    CHECK_MEMBER(plast_param, flags, 20, 4);
     CHECK_MEMBER(plast_param, w, 24, 8);
     CHECK_MEMBER(plast_param, g, 32, 8);
 }

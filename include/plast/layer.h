@@ -32,9 +32,15 @@ typedef struct plast_param {
     const char *name;   /* "weight", "bias": static string */
     size_t count;       /* elements */
     int fan_in;         /* for the default U(+-1/sqrt(fan_in)) init */
+    unsigned flags;     /* PLAST_PARAM_BUFFER */
     plast_real *w;      /* view into the model's weights, set by the model */
-    plast_real *g;      /* view into the model's gradients */
+    plast_real *g;      /* view into the model's gradients; NULL for a buffer */
 } plast_param;
+
+/* A buffer is state saved with the model but not trained (batchnorm's
+ * running statistics): no gradient, never touched by the optimiser, not
+ * initialised by the default init (it starts at zero; init() may set it). */
+#define PLAST_PARAM_BUFFER 1u
 
 /* What forward/backward may use besides their tensors. */
 typedef struct plast_ctx {
@@ -82,7 +88,10 @@ struct plast_layer_ops {
     void (*destroy)(plast_layer *l);     /* frees priv; NULL = nothing */
     /* ---- optional, NULL = not supported; append only ---- */
     uint64_t (*flops)(const plast_layer *l, int batch); /* forward FLOPs */
-    void (*release)(plast_layer *l);     /* free state forward kept for backward */
+    /* Free what forward kept for backward (allocated from ctx->mem in the
+     * activations category and held in priv); called when the block run
+     * that owns the forward is released, and safe to call twice. */
+    void (*release)(plast_layer *l, const plast_ctx *ctx);
 };
 
 /* Default initialisation: every parameter U(+-1/sqrt(fan_in)). */
