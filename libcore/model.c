@@ -25,6 +25,7 @@ struct plast_model {
     const plast_loss_ops *loss;
     plast_optim *optim;
     int threads;
+    uint64_t step;
 };
 
 static const plast_setting layer_common[] = {
@@ -322,8 +323,13 @@ void plast_model_attach(plast_model *m, const plast_loss_ops *loss, plast_optim 
 
 plast_ctx plast_model_ctx(plast_model *m, int train)
 {
-    plast_ctx ctx = {m->mem, train, m->threads};
+    plast_ctx ctx = {m->mem, train, m->threads, m->step};
     return ctx;
+}
+
+void plast_model_set_step(plast_model *m, uint64_t step)
+{
+    m->step = step;
 }
 
 /* The range of layer l's trained parameters in the flat arrays; 0 if it

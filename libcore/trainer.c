@@ -552,6 +552,7 @@ static int train_one_batch(plast_trainer *t, uint64_t spe, plast_err *e)
     if (rc)
         return rc;
     b.step = t->step;
+    plast_model_set_step(t->model, t->step);
     plast_optim_begin(t->optim, plast_optim_lr_at(t->optim, t->step, spe, t->epochs));
     plast_stats st = {0, 0, 0};
     rc = t->rule_ops->train_batch(t->rule, &b, &st, e);

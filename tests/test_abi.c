@@ -261,10 +261,11 @@ CHECK_SIZE(plast_param, 40);
 
 Test(abi_layout, ctx)
 {
-CHECK_SIZE(plast_ctx, 16);
+CHECK_SIZE(plast_ctx, 24);
     CHECK_MEMBER(plast_ctx, mem, 0, 8);
     CHECK_MEMBER(plast_ctx, train, 8, 4);
     CHECK_MEMBER(plast_ctx, threads, 12, 4);
+    CHECK_MEMBER(plast_ctx, step, 16, 8);
 }
 
 Test(abi_layout, block)

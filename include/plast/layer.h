@@ -47,6 +47,7 @@ typedef struct plast_ctx {
     plast_mem *mem;     /* scratch and saved-state allocations */
     int train;          /* 1 = training mode (dropout, batch statistics) */
     int threads;        /* worker threads the kernels may use */
+    uint64_t step;      /* batches trained before this one (dropout masks) */
 } plast_ctx;
 
 typedef struct plast_layer_ops plast_layer_ops;

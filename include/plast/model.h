@@ -68,6 +68,8 @@ void plast_model_attach(plast_model *m, const plast_loss_ops *loss, plast_optim 
 const plast_loss_ops *plast_model_loss(const plast_model *m);
 plast_optim *plast_model_optim(plast_model *m);
 plast_ctx plast_model_ctx(plast_model *m, int train);
+/* The training step the next contexts carry (set by the trainer per batch). */
+void plast_model_set_step(plast_model *m, uint64_t step);
 
 /* Optimiser update of block k's parameters (zeroes their gradients). */
 void plast_model_step_block(plast_model *m, int k);
