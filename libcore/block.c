@@ -12,18 +12,24 @@
 #include "plast/plugin.h"
 #include "plast/rule.h"
 
-static const plast_tensor *layer_input(const plast_block_run *run, int j)
+/* The tensor feeding input n of layer j: the block input, or the output
+ * of an earlier layer of the block. */
+static const plast_tensor *input_of(plast_model *m, const plast_block_run *run, int j, int n)
 {
-    return j == run->first ? run->x : &run->out[j - run->first - 1];
+    int p = plast_model_layer_input(m, j, n);
+    return p == run->first - 1 ? run->x : &run->out[p - run->first];
 }
 
+/* Layer j may write over its input when that input is produced inside
+ * the block, read by j alone, and not needed by its producer's backward. */
 static int can_run_inplace(plast_model *m, int first, int j)
 {
-    if (j == first)
-        return 0; /* the block input belongs to the caller */
-    const plast_layer_ops *prev = plast_model_layer(m, j - 1)->ops;
-    return (plast_model_layer(m, j)->ops->flags & PLAST_LAYER_INPLACE) &&
-           !(prev->flags & (PLAST_LAYER_INPLACE | PLAST_LAYER_VIEW));
+    int p = plast_model_layer_input(m, j, 0);
+    if (!(plast_model_layer(m, j)->ops->flags & PLAST_LAYER_INPLACE) || p < first ||
+        plast_model_consumers(m, p) != 1)
+        return 0;
+    unsigned pf = plast_model_layer(m, p)->ops->flags;
+    return !(pf & (PLAST_LAYER_INPLACE | PLAST_LAYER_VIEW | PLAST_LAYER_READS_Y));
 }
 
 static plast_tensor alias_of(const plast_tensor *t)
@@ -31,6 +37,16 @@ static plast_tensor alias_of(const plast_tensor *t)
     plast_tensor a = *t;
     a.owner = NULL;
     return a;
+}
+
+static int run_forward(plast_layer *l, plast_model *m, const plast_block_run *run, int j,
+                       plast_tensor *y, const plast_ctx *ctx, plast_err *e)
+{
+    if (l->ninputs == 2) {
+        const plast_tensor *xs[2] = {input_of(m, run, j, 0), input_of(m, run, j, 1)};
+        return l->ops->forward2(l, xs, y, ctx, e);
+    }
+    return l->ops->forward(l, input_of(m, run, j, 0), y, ctx, e);
 }
 
 int plast_block_forward(plast_model *m, int k, const plast_tensor *x, plast_block_run *run,
@@ -44,16 +60,15 @@ int plast_block_forward(plast_model *m, int k, const plast_tensor *x, plast_bloc
     int batch = plast_tensor_batch(x);
     for (int j = b->first; j <= b->last; j++) {
         plast_layer *l = plast_model_layer(m, j);
-        const plast_tensor *in = layer_input(run, j);
         plast_tensor *y = &run->out[j - b->first];
         int rc = PLAST_OK;
         if (can_run_inplace(m, b->first, j))
-            *y = alias_of(in);
+            *y = alias_of(input_of(m, run, j, 0));
         else if (!(l->ops->flags & PLAST_LAYER_VIEW))
             rc = plast_tensor_alloc(y, ctx->mem, PLAST_MEM_ACTIVATIONS, batch, &l->out, e);
-        if (rc == PLAST_OK)
-            rc = l->ops->forward(l, in, y, ctx, e);
         run->n++;
+        if (rc == PLAST_OK)
+            rc = run_forward(l, m, run, j, y, ctx, e);
         if (rc) {
             plast_block_release(m, run, NULL);
             return rc;
@@ -73,78 +88,123 @@ plast_tensor *plast_block_layer_output(plast_block_run *run, int layer)
     return &run->out[layer - run->first];
 }
 
-/* One layer's backward: dy (consumed) becomes *dx, or nothing when the
- * input gradient is not wanted. */
-static int layer_backward(plast_model *m, plast_block_run *run, int j, plast_tensor *dy,
-                          plast_tensor *dx, int want_dx, const plast_ctx *ctx, plast_err *e)
+/* ---- backward ---- */
+
+/* Gradients at the outputs of the block's layers (slot j - first + 1)
+ * and at the block input (slot 0). */
+typedef struct grad_slots {
+    plast_tensor g[PLAST_BLOCK_MAX_LAYERS + 1];
+} grad_slots;
+
+static plast_tensor *slot_of(grad_slots *gs, const plast_block_run *run, int producer)
 {
-    plast_layer *l = plast_model_layer(m, j);
-    const plast_tensor *x = layer_input(run, j);
-    const plast_tensor *y = &run->out[j - run->first];
-    unsigned flags = l->ops->flags;
-    int rc = PLAST_OK;
-    memset(dx, 0, sizeof *dx);
-    if (!want_dx && l->nparams == 0) {
-        plast_tensor_free(dy);
-        return PLAST_OK;
-    }
-    if (!want_dx) {
-        rc = l->ops->backward(l, x, y, dy, NULL, ctx, e);
-        plast_tensor_free(dy);
-        return rc;
-    }
-    if (flags & PLAST_LAYER_VIEW) {
-        rc = l->ops->backward(l, x, y, dy, dx, ctx, e);
-        dx->owner = dy->owner; /* the view takes over dy's buffer */
-        dy->owner = NULL;
-        return rc;
-    }
-    if (flags & PLAST_LAYER_INPLACE) {
-        *dx = *dy;
-        memset(dy, 0, sizeof *dy);
-        return l->ops->backward(l, x, y, dx, dx, ctx, e);
-    }
-    rc = plast_tensor_alloc(dx, ctx->mem, PLAST_MEM_ACTIVATIONS, plast_tensor_batch(x), &l->in,
-                            e);
-    if (rc == PLAST_OK)
-        rc = l->ops->backward(l, x, y, dy, dx, ctx, e);
-    plast_tensor_free(dy);
-    return rc;
+    return &gs->g[producer - run->first + 1];
 }
 
-/* Is a gradient at the input of layer j needed: by a trainable layer
- * below it in the block, or by the caller at the block input? */
-static int needs_input_grad(plast_model *m, const plast_block_run *run, int j, int caller_wants)
+/* Is a gradient needed at the output of `producer`: at the block input
+ * only if the caller wants it, inside the block if some trainable layer
+ * lies at or before it (it may feed that layer's output). */
+static int wants_grad(plast_model *m, const plast_block_run *run, int producer, int caller)
 {
-    if (caller_wants)
-        return 1;
-    for (int i = run->first; i < j; i++)
+    if (producer < run->first)
+        return caller;
+    for (int i = run->first; i <= producer; i++)
         if (plast_model_layer(m, i)->nparams > 0)
             return 1;
     return 0;
+}
+
+/* Add `d` (consumed) into the gradient slot `to`. */
+static void accumulate(plast_tensor *to, plast_tensor *d)
+{
+    if (!to->data) {
+        *to = *d;
+    } else {
+        for (size_t i = 0; i < to->size; i++)
+            to->data[i] += d->data[i];
+        plast_tensor_free(d);
+    }
+    memset(d, 0, sizeof *d);
+}
+
+/* Prepare the input-gradient tensor for input n of layer j: an alias of
+ * dy for in-place and view layers, else a new buffer; NULL if unneeded. */
+static int input_grad(plast_model *m, const plast_block_run *run, int j, int n, int want,
+                      plast_tensor *dy, plast_tensor *dx, const plast_ctx *ctx, plast_err *e)
+{
+    memset(dx, 0, sizeof *dx);
+    if (!want)
+        return PLAST_OK;
+    plast_layer *l = plast_model_layer(m, j);
+    const plast_tensor *x = input_of(m, run, j, n);
+    if (l->ninputs == 1 && (l->ops->flags & (PLAST_LAYER_INPLACE | PLAST_LAYER_VIEW))) {
+        *dx = alias_of(dy); /* in place; layer_backward hands dy's buffer over */
+        dx->ndim = x->ndim;
+        memcpy(dx->dim, x->dim, sizeof dx->dim);
+        return PLAST_OK;
+    }
+    return plast_tensor_alloc_dims(dx, ctx->mem, PLAST_MEM_ACTIVATIONS, x->ndim, x->dim, e);
+}
+
+static int layer_backward(plast_model *m, plast_block_run *run, int j, plast_tensor *dy,
+                          grad_slots *gs, int caller, const plast_ctx *ctx, plast_err *e)
+{
+    plast_layer *l = plast_model_layer(m, j);
+    const plast_tensor *y = &run->out[j - run->first];
+    plast_tensor dx[2];
+    int want[2] = {0, 0}, rc = PLAST_OK;
+    memset(dx, 0, sizeof dx);
+    for (int n = 0; n < l->ninputs; n++)
+        want[n] = wants_grad(m, run, plast_model_layer_input(m, j, n), caller);
+    if (!want[0] && !want[1] && (l->nparams == 0 || l->frozen))
+        return PLAST_OK;
+    plast_tensor keep = *dy; /* dy's buffer, if an in-place dx takes it over */
+    for (int n = 0; n < l->ninputs && !rc; n++)
+        rc = input_grad(m, run, j, n, want[n], dy, &dx[n], ctx, e);
+    if (!rc && l->ninputs == 2) {
+        const plast_tensor *xs[2] = {input_of(m, run, j, 0), input_of(m, run, j, 1)};
+        plast_tensor *const dxs[2] = {want[0] ? &dx[0] : NULL, want[1] ? &dx[1] : NULL};
+        rc = l->ops->backward2(l, xs, y, &keep, dxs, ctx, e);
+    } else if (!rc) {
+        rc = l->ops->backward(l, input_of(m, run, j, 0), y, &keep, want[0] ? &dx[0] : NULL, ctx,
+                              e);
+    }
+    for (int n = 0; n < l->ninputs; n++) {
+        if (want[n] && dx[n].data == keep.data) { /* in place or a view of dy */
+            dx[n].owner = dy->owner;
+            dy->owner = NULL;
+        }
+        if (rc || !want[n])
+            plast_tensor_free(&dx[n]);
+        else
+            accumulate(slot_of(gs, run, plast_model_layer_input(m, j, n)), &dx[n]);
+    }
+    return rc;
 }
 
 int plast_block_backward(plast_model *m, plast_block_run *run, int from, plast_tensor *dy,
                          plast_tensor *dx, const plast_ctx *ctx, plast_err *e)
 {
     PLAST_ASSERT(from >= run->first && from < run->first + run->n);
-    plast_tensor cur = *dy, next;
+    grad_slots gs;
+    memset(&gs, 0, sizeof gs);
+    *slot_of(&gs, run, from) = *dy;
     memset(dy, 0, sizeof *dy);
-    for (int j = from; j >= run->first; j--) {
-        int want = needs_input_grad(m, run, j, dx != NULL);
-        int rc = layer_backward(m, run, j, &cur, &next, want, ctx, e);
-        if (rc) {
-            plast_tensor_free(&cur);
-            plast_tensor_free(&next);
-            return rc;
-        }
-        cur = next;
+    int rc = PLAST_OK;
+    for (int j = from; j >= run->first && !rc; j--) {
+        plast_tensor *g = slot_of(&gs, run, j);
+        if (g->data)
+            rc = layer_backward(m, run, j, g, &gs, dx != NULL, ctx, e);
+        plast_tensor_free(g);
     }
-    if (dx)
-        *dx = cur;
+    plast_tensor *gx = &gs.g[0];
+    if (!rc && dx)
+        *dx = *gx;
     else
-        plast_tensor_free(&cur);
-    return PLAST_OK;
+        plast_tensor_free(gx);
+    for (int i = 1; i <= run->n; i++)
+        plast_tensor_free(&gs.g[i]);
+    return rc;
 }
 
 void plast_block_release(plast_model *m, plast_block_run *run, plast_tensor *kept)
@@ -199,29 +259,15 @@ int plast_model_predict(plast_model *m, const plast_tensor *x, plast_tensor *y, 
 {
     plast_ctx ctx = plast_model_ctx(m, 0);
     plast_tensor cur = alias_of(x);
-    for (int j = 0; j < plast_model_nlayers(m); j++) {
-        plast_layer *l = plast_model_layer(m, j);
+    for (int k = 0; k < plast_model_nblocks(m); k++) {
+        plast_block_run run;
         plast_tensor next;
-        int rc = PLAST_OK;
-        memset(&next, 0, sizeof next);
-        if ((l->ops->flags & PLAST_LAYER_INPLACE) && cur.owner)
-            next = alias_of(&cur);
-        else if (!(l->ops->flags & PLAST_LAYER_VIEW))
-            rc = plast_tensor_alloc(&next, ctx.mem, PLAST_MEM_ACTIVATIONS,
-                                    plast_tensor_batch(x), &l->out, e);
-        if (rc == PLAST_OK)
-            rc = l->ops->forward(l, &cur, &next, &ctx, e);
-        if (PLAST_HAS(l->ops, plast_layer_ops, release))
-            l->ops->release(l, &ctx);
+        int rc = plast_block_forward(m, k, &cur, &run, &ctx, e);
         if (rc) {
-            plast_tensor_free(&next);
             plast_tensor_free(&cur);
             return rc;
         }
-        if (next.data == cur.data) { /* in place or view: pass the buffer on */
-            next.owner = cur.owner;
-            cur.owner = NULL;
-        }
+        plast_block_release(m, &run, &next);
         plast_tensor_free(&cur);
         cur = next;
     }

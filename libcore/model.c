@@ -26,11 +26,19 @@ struct plast_model {
     plast_optim *optim;
     int threads;
     uint64_t step;
+    int (*inputs)[2];      /* producer of each input; -1 = the model input */
+    int *consumers;        /* how many layers read each layer's output */
+    char (*block_name)[64];/* `block =` of each layer, "" = automatic */
 };
 
 static const plast_setting layer_common[] = {
     {"type", PLAST_S_STRING, NULL, 0, 0, NULL, PLAST_S_REQUIRED, "layer type"},
     {"frozen", PLAST_S_BOOL, "false", 0, 0, NULL, 0, "keep this layer's parameters fixed"},
+    {"input", PLAST_S_STRING, "", 0, 0, NULL, 0,
+     "layer whose output this one reads (default: the previous layer)"},
+    {"from", PLAST_S_STRING, "", 0, 0, NULL, 0, "second input of a two-input layer (add)"},
+    {"block", PLAST_S_STRING, "", 0, 0, NULL, 0,
+     "group consecutive layers into one block (the unit local rules train)"},
     {NULL, 0, NULL, 0, 0, NULL, 0, NULL},
 };
 
@@ -66,8 +74,59 @@ static int lookup_type(plast_registry *reg, const plast_config *c, const char *s
     return PLAST_OK;
 }
 
+/* Index of the layer named by key `key` (an earlier layer), or the
+ * previous layer when the key is not given; -1 is the model input. */
+static int resolve_input(const plast_model *m, const plast_args *a, const char *key, int *out,
+                         plast_err *e)
+{
+    const char *name = plast_args_str(a, key);
+    if (!name[0]) {
+        *out = m->nlayers - 1;
+        return PLAST_OK;
+    }
+    int i = plast_model_find_layer(m, name);
+    if (i < 0)
+        return plast_err_at(e, PLAST_E_PARSE, plast_args_file(a), plast_args_line(a, key),
+                            "[%s] %s: expected the name of an earlier layer, found \"%s\"",
+                            plast_args_section(a), key, name);
+    *out = i;
+    return PLAST_OK;
+}
+
+static const plast_shape *output_shape(const plast_model *m, int i)
+{
+    return i < 0 ? &m->input : &m->layers[i].out;
+}
+
+/* Wire the layer's inputs from `input =` and `from =`. */
+static int connect(plast_model *m, plast_layer *l, const plast_args *a, plast_err *e)
+{
+    int *in = m->inputs[m->nlayers], rc;
+    in[1] = -2;
+    if ((rc = resolve_input(m, a, "input", &in[0], e)))
+        return rc;
+    l->in = *output_shape(m, in[0]);
+    l->ninputs = 1;
+    int two = PLAST_HAS(l->ops, plast_layer_ops, forward2);
+    if (!plast_args_given(a, "from")) {
+        if (two)
+            return plast_err_at(e, PLAST_E_PARSE, plast_args_file(a), plast_args_line(a, "type"),
+                                "[%s] missing required key 'from'", plast_args_section(a));
+        return PLAST_OK;
+    }
+    if (!two)
+        return plast_err_at(e, PLAST_E_PARSE, plast_args_file(a), plast_args_line(a, "from"),
+                            "[%s] from: layer type '%s' takes one input", plast_args_section(a),
+                            l->ops->name);
+    if ((rc = resolve_input(m, a, "from", &in[1], e)))
+        return rc;
+    l->in2 = *output_shape(m, in[1]);
+    l->ninputs = 2;
+    return PLAST_OK;
+}
+
 static int create_layer(plast_model *m, plast_registry *reg, const plast_config *c,
-                        const char *section, const plast_shape *in, plast_err *e)
+                        const char *section, plast_err *e)
 {
     const plast_layer_ops *ops;
     int rc = lookup_type(reg, c, section, &ops, e);
@@ -81,10 +140,14 @@ static int create_layer(plast_model *m, plast_registry *reg, const plast_config 
     memset(l, 0, sizeof *l);
     l->ops = ops;
     snprintf(l->name, sizeof l->name, "%s", section + 6);
+    snprintf(m->block_name[m->nlayers], sizeof m->block_name[0], "%s", plast_args_str(a, "block"));
     l->index = m->nlayers;
     l->frozen = plast_args_bool(a, "frozen");
-    l->in = *in;
     l->seed = m->seed;
+    if ((rc = connect(m, l, a, e))) {
+        plast_args_destroy(a);
+        return rc;
+    }
     rc = ops->create(l, a, e);
     if (rc == PLAST_OK && l->nparams == 0 && l->frozen)
         rc = plast_err_at(e, PLAST_E_PARSE, plast_args_file(a), plast_args_line(a, "frozen"),
@@ -104,8 +167,21 @@ static int create_layer(plast_model *m, plast_registry *reg, const plast_config 
     return PLAST_OK;
 }
 
-/* A block starts at every trainable layer; layers before the first
- * trainable one join block 0. */
+/* Where the next block starts: at a new `block =` name, or at a
+ * trainable layer once the current block has one (or is a named block);
+ * other layers, and followers such as batchnorm, join the block before
+ * them. */
+static int starts_block(const plast_model *m, int i, const plast_block *cur)
+{
+    const char *name = m->block_name[i];
+    const char *cur_name = m->block_name[cur->first];
+    if (name[0])
+        return strcmp(name, cur_name) != 0;
+    const plast_layer *l = &m->layers[i];
+    return l->nparams > 0 && !(l->ops->flags & PLAST_LAYER_FOLLOWER) &&
+           (cur->trainable >= 0 || cur_name[0]);
+}
+
 static int build_blocks(plast_model *m, plast_err *e)
 {
     m->blocks = calloc((size_t)m->nlayers, sizeof *m->blocks);
@@ -114,8 +190,13 @@ static int build_blocks(plast_model *m, plast_err *e)
     int k = -1;
     for (int i = 0; i < m->nlayers; i++) {
         plast_layer *l = &m->layers[i];
-        int starts = l->nparams > 0 && (k < 0 || m->blocks[k].trainable >= 0);
-        if (k < 0 || starts) {
+        if (k < 0 || starts_block(m, i, &m->blocks[k])) {
+            for (int j = 0; j < k && m->block_name[i][0]; j++)
+                if (!strcmp(m->block_name[m->blocks[j].first], m->block_name[i]))
+                    return plast_err_set(e, PLAST_E_PARSE,
+                                         "[layer.%s] block '%s' is not contiguous: its layers "
+                                         "must follow each other",
+                                         l->name, m->block_name[i]);
             k++;
             m->blocks[k].first = i;
             m->blocks[k].trainable = -1;
@@ -134,6 +215,41 @@ static int build_blocks(plast_model *m, plast_err *e)
     }
     m->nblocks = k + 1;
     return PLAST_OK;
+}
+
+/* Every input comes from the same block or is the block's input (the
+ * previous block's output), and every output but the last is used: that
+ * keeps blocks self-contained, which local rules rely on. */
+static int check_wiring(plast_model *m, plast_err *e)
+{
+    for (int i = 0; i < m->nlayers; i++) {
+        const plast_layer *l = &m->layers[i];
+        int first = m->blocks[l->block].first;
+        for (int n = 0; n < l->ninputs; n++) {
+            int p = m->inputs[i][n];
+            if (p >= first - 1)
+                continue;
+            return plast_err_set(e, PLAST_E_PARSE,
+                                 "[layer.%s] %s: layer '%s' is outside this layer's block and "
+                                 "is not its input (group them with block = NAME)",
+                                 l->name, n ? "from" : "input", m->layers[p < 0 ? 0 : p].name);
+        }
+    }
+    for (int i = 0; i < m->nlayers - 1; i++)
+        if (m->consumers[i] == 0)
+            return plast_err_set(e, PLAST_E_PARSE,
+                                 "[layer.%s] its output is never used (every layer but the last "
+                                 "must feed another)",
+                                 m->layers[i].name);
+    return PLAST_OK;
+}
+
+static void count_consumers(plast_model *m)
+{
+    for (int i = 0; i < m->nlayers; i++)
+        for (int n = 0; n < m->layers[i].ninputs; n++)
+            if (m->inputs[i][n] >= 0)
+                m->consumers[m->inputs[i][n]]++;
 }
 
 static size_t padded(size_t count)
@@ -233,7 +349,10 @@ int plast_model_create(plast_model **out, const plast_config *c, plast_registry 
     if (!m)
         return plast_err_set(e, PLAST_E_NOMEM, "out of memory creating the model");
     m->layers = calloc((size_t)n, sizeof *m->layers);
-    if (!m->layers) {
+    m->inputs = calloc((size_t)n, sizeof *m->inputs);
+    m->consumers = calloc((size_t)n, sizeof *m->consumers);
+    m->block_name = calloc((size_t)n, sizeof *m->block_name);
+    if (!m->layers || !m->inputs || !m->consumers || !m->block_name) {
         rc = plast_err_set(e, PLAST_E_NOMEM, "out of memory creating the model");
         goto undo_model;
     }
@@ -242,17 +361,16 @@ int plast_model_create(plast_model **out, const plast_config *c, plast_registry 
     m->seed = seed;
     m->mem = mem;
     m->threads = 1;
-    const plast_shape *in = input;
     for (int i = 0; i < plast_config_nsections(c); i++) {
         const char *sec = plast_config_section_name(c, i);
         if (strncmp(sec, "layer.", 6) != 0)
             continue;
-        if ((rc = create_layer(m, reg, c, sec, in, e)) != 0)
+        if ((rc = create_layer(m, reg, c, sec, e)) != 0)
             goto undo_layers;
-        in = &m->layers[m->nlayers - 1].out;
     }
+    count_consumers(m);
     if ((rc = check_output(m, c, e)) != 0 || (rc = build_blocks(m, e)) != 0 ||
-        (rc = map_params(m, e)) != 0)
+        (rc = check_wiring(m, e)) != 0 || (rc = map_params(m, e)) != 0)
         goto undo_layers;
     init_params(m);
     *out = m;
@@ -261,6 +379,10 @@ undo_layers:
     plast_model_destroy(m);
     return rc;
 undo_model:
+    free(m->layers);
+    free(m->inputs);
+    free(m->consumers);
+    free(m->block_name);
     free(m);
     return rc;
 }
@@ -277,7 +399,20 @@ void plast_model_destroy(plast_model *m)
     plast_mem_free(m->mem, m->buffers);
     free(m->blocks);
     free(m->layers);
+    free(m->inputs);
+    free(m->consumers);
+    free(m->block_name);
     free(m);
+}
+
+int plast_model_layer_input(const plast_model *m, int i, int n)
+{
+    return n < m->layers[i].ninputs ? m->inputs[i][n] : -2;
+}
+
+int plast_model_consumers(const plast_model *m, int i)
+{
+    return m->consumers[i];
 }
 
 int plast_model_nlayers(const plast_model *m) { return m->nlayers; }

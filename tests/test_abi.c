@@ -153,7 +153,7 @@ CHECK_SIZE(plast_rule_ops, 72);
 
 Test(abi_layout, layer_ops)
 {
-CHECK_SIZE(plast_layer_ops, 88);
+CHECK_SIZE(plast_layer_ops, 104);
     CHECK_MEMBER(plast_layer_ops, size, 0, 4);
     CHECK_MEMBER(plast_layer_ops, name, 8, 8);
     CHECK_MEMBER(plast_layer_ops, settings, 16, 8);
@@ -165,6 +165,8 @@ CHECK_SIZE(plast_layer_ops, 88);
     CHECK_MEMBER(plast_layer_ops, destroy, 64, 8);
     CHECK_MEMBER(plast_layer_ops, flops, 72, 8);
     CHECK_MEMBER(plast_layer_ops, release, 80, 8);
+    CHECK_MEMBER(plast_layer_ops, forward2, 88, 8);
+    CHECK_MEMBER(plast_layer_ops, backward2, 96, 8);
 }
 
 Test(abi_layout, loss_ops)
@@ -234,7 +236,7 @@ CHECK_SIZE(plast_batch, 72);
 
 Test(abi_layout, layer)
 {
-CHECK_SIZE(plast_layer, 296);
+CHECK_SIZE(plast_layer, 320);
     CHECK_MEMBER(plast_layer, ops, 0, 8);
     CHECK_MEMBER(plast_layer, name, 8, 64);
     CHECK_MEMBER(plast_layer, index, 72, 4);
@@ -246,6 +248,8 @@ CHECK_SIZE(plast_layer, 296);
     CHECK_MEMBER(plast_layer, param, 120, 160);
     CHECK_MEMBER(plast_layer, seed, 280, 8);
     CHECK_MEMBER(plast_layer, priv, 288, 8);
+    CHECK_MEMBER(plast_layer, ninputs, 296, 4);
+    CHECK_MEMBER(plast_layer, in2, 300, 16);
 }
 
 Test(abi_layout, param)

@@ -679,8 +679,9 @@ Test(layers, default_init_bound_follows_fan_in)
 
 Test(layers, builtin_list)
 {
-    static const char *const names[] = {"dense", "relu", "tanh", "sigmoid", "flatten"};
-    for (int i = 0; i < 5; i++) {
+    static const char *const names[] = {"dense", "relu", "tanh", "sigmoid", "flatten", "add"};
+    const int n = (int)(sizeof names / sizeof names[0]);
+    for (int i = 0; i < n; i++) {
         cr_assert(plast_builtin_layers[i] != NULL);
         cr_assert(eq(str, (char *)plast_builtin_layers[i]->name, (char *)names[i]));
         cr_assert(eq(u32, plast_builtin_layers[i]->size, (uint32_t)sizeof(plast_layer_ops)));
@@ -688,5 +689,5 @@ Test(layers, builtin_list)
         cr_assert(eq(int, plast_schema_check(plast_builtin_layers[i]->settings, names[i], &e), 0),
                   "%s: %s", names[i], e.msg);
     }
-    cr_assert(plast_builtin_layers[5] == NULL);
+    cr_assert(plast_builtin_layers[n] == NULL);
 }

@@ -116,7 +116,7 @@ Test(model, errors_name_the_section)
                  PLAST_E_PARSE));
     cr_expect(eq(str, buf,
                  "test.ini:5: [layer.x] type: expected one of dense, relu, tanh, sigmoid, "
-                 "flatten, found \"conv9\""));
+                 "flatten, add, found \"conv9\""));
     cr_expect(eq(int, build_error("[layer.h]\ntype = dense\nunits = 4\n", buf, sizeof buf),
                  PLAST_E_PARSE));
     cr_expect(eq(str, buf,
@@ -219,4 +219,143 @@ Test(model, predict_matches_blocks)
     plast_model_destroy(m);
     plast_mem_destroy(mem);
     plast_registry_destroy(reg);
+}
+
+/* ---- topology: input =, from =, block = ---- */
+
+static const char *const resnet_ini =
+    "[layer.h0]\ntype = dense\nunits = 6\n[layer.a0]\ntype = tanh\n"
+    "[layer.h1]\ntype = dense\nunits = 6\nblock = r1\n"
+    "[layer.a1]\ntype = tanh\nblock = r1\n"
+    "[layer.h2]\ntype = dense\nunits = 6\nblock = r1\n"
+    "[layer.r1]\ntype = add\nfrom = a0\nblock = r1\n"
+    "[layer.a2]\ntype = tanh\n"
+    "[layer.out]\ntype = dense\nunits = 3\n";
+
+/* sum(r * logits) through the whole model, in double. */
+static double model_loss(plast_model *m, const plast_tensor *x, const float *r)
+{
+    plast_tensor y;
+    plast_err e;
+    CHECK_OK(plast_model_predict(m, x, &y, &e), e);
+    double s = 0;
+    for (size_t i = 0; i < y.size; i++)
+        s += (double)r[i] * y.data[i];
+    plast_tensor_free(&y);
+    return s;
+}
+
+/* The gradient of model_loss by back-propagation through the blocks. */
+static void model_grads(plast_model *m, const plast_tensor *x, const float *r)
+{
+    plast_err e;
+    plast_ctx ctx = plast_model_ctx(m, 1);
+    int K = plast_model_nblocks(m);
+    plast_block_run runs[8];
+    const plast_tensor *in = x;
+    for (int k = 0; k < K; k++) {
+        CHECK_OK(plast_block_forward(m, k, in, &runs[k], &ctx, &e), e);
+        in = plast_block_output(&runs[k]);
+    }
+    plast_tensor dy, dx;
+    CHECK_OK(plast_tensor_alloc_dims(&dy, ctx.mem, PLAST_MEM_ACTIVATIONS, in->ndim, in->dim, &e), e);
+    memcpy(dy.data, r, dy.size * sizeof *r);
+    for (int k = K - 1; k >= 0; k--) {
+        CHECK_OK(plast_block_backward(m, &runs[k], runs[k].first + runs[k].n - 1, &dy,
+                                      k ? &dx : NULL, &ctx, &e),
+                 e);
+        plast_block_release(m, &runs[k], NULL);
+        dy = dx;
+    }
+}
+
+Test(model, residual_blocks_and_their_gradient)
+{
+    plast_config *c = tu_config(resnet_ini);
+    plast_registry *reg = tu_registry();
+    plast_mem *mem;
+    plast_err e;
+    plast_mem_create(&mem, &e);
+    plast_shape in = {1, {5}};
+    plast_model *m;
+    CHECK_OK(plast_model_create(&m, c, reg, &in, 3, 7, mem, &e), e);
+    cr_assert(eq(int, plast_model_nblocks(m), 3));
+    const plast_block *b1 = plast_model_block(m, 1);
+    cr_expect(b1->first == 2 && b1->last == 6 && b1->trainable == 2 && b1->inject == 3);
+    cr_expect(eq(int, plast_model_layer_input(m, 5, 1), 1)); /* r1 from a0 */
+    cr_expect(eq(int, plast_model_consumers(m, 1), 2));      /* a0 feeds h1 and r1 */
+    const int B = 3;
+    plast_tensor x;
+    CHECK_OK(plast_tensor_alloc(&x, mem, PLAST_MEM_INPUT, B, &in, &e), e);
+    float r[3 * 3];
+    plast_rng g;
+    plast_rng_seed(&g, 1, 2);
+    for (size_t i = 0; i < x.size; i++)
+        x.data[i] = plast_rng_uniform(&g, -1, 1);
+    for (int i = 0; i < 9; i++)
+        r[i] = plast_rng_uniform(&g, -1, 1);
+    model_grads(m, &x, r);
+    cr_expect(eq(sz, plast_mem_live(mem, PLAST_MEM_ACTIVATIONS), 0));
+    /* central differences on every weight */
+    float *w = plast_model_weights(m), *gr = plast_model_grads(m);
+    double dot = 0, na = 0, nb = 0;
+    for (int li = 0; li < plast_model_nlayers(m); li++) {
+        plast_layer *l = plast_model_layer(m, li);
+        for (int p = 0; p < l->nparams; p++)
+            for (size_t i = 0; i < l->param[p].count; i++) {
+                float *wi = &l->param[p].w[i], old = *wi;
+                *wi = old + 1e-3f;
+                double up = model_loss(m, &x, r);
+                *wi = old - 1e-3f;
+                double down = model_loss(m, &x, r);
+                *wi = old;
+                double fd = (up - down) / 2e-3, an = l->param[p].g[i];
+                dot += fd * an, na += fd * fd, nb += an * an;
+                if (fabs(fd) > 1e-3)
+                    cr_expect(fabs(fd - an) / fabs(fd) < 2e-2, "%s.%s[%zu]: fd %g, bp %g",
+                              l->name, l->param[p].name, i, fd, an);
+            }
+    }
+    cr_expect(dot / sqrt(na * nb) > 0.999, "gradient cosine %g", dot / sqrt(na * nb));
+    (void)w, (void)gr;
+    plast_tensor_free(&x);
+    plast_model_destroy(m);
+    plast_mem_destroy(mem);
+    plast_registry_destroy(reg);
+    plast_config_destroy(c);
+}
+
+Test(model, topology_errors)
+{
+    char buf[600];
+    /* h2 reads a0, which is neither in its block nor its block input */
+    build_error("[layer.h0]\ntype = dense\nunits = 4\n[layer.a0]\ntype = tanh\n"
+                "[layer.h1]\ntype = dense\nunits = 4\n[layer.a1]\ntype = tanh\n"
+                "[layer.h2]\ntype = dense\nunits = 3\ninput = a0\n",
+                buf, sizeof buf);
+    cr_expect(strstr(buf, "[layer.h2] input: layer 'a0' is outside this layer's block") != NULL,
+              "%s", buf);
+    build_error("[layer.h0]\ntype = dense\nunits = 4\nblock = b\n[layer.a0]\ntype = tanh\n"
+                "[layer.h1]\ntype = dense\nunits = 4\nblock = c\n"
+                "[layer.h2]\ntype = dense\nunits = 3\nblock = b\n",
+                buf, sizeof buf);
+    cr_expect(strstr(buf, "[layer.h2] block 'b' is not contiguous") != NULL, "%s", buf);
+    build_error("[layer.h0]\ntype = dense\nunits = 3\nblock = b\n"
+                "[layer.a0]\ntype = tanh\ninput = h0\nblock = b\n"
+                "[layer.out]\ntype = dense\nunits = 3\ninput = h0\nblock = b\n",
+                buf, sizeof buf);
+    cr_expect(strstr(buf, "[layer.a0] its output is never used") != NULL, "%s", buf);
+    build_error("[layer.h0]\ntype = dense\nunits = 3\ninput = h9\n", buf, sizeof buf);
+    cr_expect(eq(str, buf, "test.ini:4: [layer.h0] input: expected the name of an earlier layer, "
+                           "found \"h9\""));
+    build_error("[layer.h0]\ntype = dense\nunits = 3\n[layer.h1]\ntype = dense\nunits = 3\n"
+                "from = h0\n",
+                buf, sizeof buf);
+    cr_expect(eq(str, buf, "test.ini:7: [layer.h1] from: layer type 'dense' takes one input"));
+    build_error("[layer.h0]\ntype = dense\nunits = 3\n[layer.r]\ntype = add\n", buf, sizeof buf);
+    cr_expect(eq(str, buf, "test.ini:5: [layer.r] missing required key 'from'"));
+    build_error("[layer.h0]\ntype = dense\nunits = 4\n[layer.h1]\ntype = dense\nunits = 3\n"
+                "[layer.r]\ntype = add\nfrom = h0\n",
+                buf, sizeof buf);
+    cr_expect(strstr(buf, "add: input 3 and from 4 differ in shape") != NULL, "%s", buf);
 }

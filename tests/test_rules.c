@@ -322,3 +322,19 @@ Test(memory, drtp_keeps_one_block)
     cr_expect(eq(sz, act_input_peak("drtp", (int)B, 0), labels + m));
     cr_expect(eq(sz, act_input_peak("drtp", (int)B, 1), labels + m));
 }
+
+Test(drtp, refuses_blocks_without_a_local_signal)
+{
+    tu_net n;
+    plast_err e;
+    tu_net_init(&n,
+                "[layer.h0]\ntype = dense\nunits = 4\n[layer.a0]\ntype = tanh\n"
+                "[layer.h1]\ntype = dense\nunits = 4\nblock = r\n"
+                "[layer.r1]\ntype = add\nfrom = a0\nblock = r\n"
+                "[layer.out]\ntype = dense\nunits = 3\n",
+                F, C, "drtp", 1);
+    cr_assert(eq(int, n.ops->create(&n.rule, n.model, n.rule_args, &e), PLAST_E_UNSUPPORTED));
+    cr_expect(strstr(e.msg, "layer 'r1' (add) has no local learning signal") != NULL, "%s", e.msg);
+    n.rule = NULL;
+    tu_net_fini(&n);
+}

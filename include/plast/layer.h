@@ -63,12 +63,17 @@ typedef struct plast_layer {
     plast_param param[PLAST_LAYER_MAX_PARAMS];
     uint64_t seed;      /* run seed, for layers with their own streams */
     void *priv;         /* the layer type's own state */
+    int ninputs;        /* 2 when the section names a second input (`from`) */
+    plast_shape in2;    /* shape of the second input */
 } plast_layer;
 
 enum {
     PLAST_LAYER_INPLACE = 1u,    /* y may alias x; backward needs only y */
     PLAST_LAYER_ACTIVATION = 2u, /* an activation: local rules inject here */
-    PLAST_LAYER_VIEW = 4u        /* output is x reshaped: no copy */
+    PLAST_LAYER_VIEW = 4u,       /* output is x reshaped: no copy */
+    PLAST_LAYER_READS_Y = 8u,    /* backward reads y: nothing may overwrite it */
+    PLAST_LAYER_FOLLOWER = 16u   /* joins the block before it although it has
+                                    parameters (batchnorm) */
 };
 
 struct plast_layer_ops {
@@ -93,6 +98,14 @@ struct plast_layer_ops {
      * activations category and held in priv); called when the block run
      * that owns the forward is released, and safe to call twice. */
     void (*release)(plast_layer *l, const plast_ctx *ctx);
+    /* Two-input layers (add): used instead of forward/backward when
+     * l->ninputs == 2; xs[0] is `input`, xs[1] is `from`; backward writes
+     * the gradient of input i into dxs[i] unless dxs[i] is NULL. */
+    int (*forward2)(plast_layer *l, const plast_tensor *const xs[2], plast_tensor *y,
+                    const plast_ctx *ctx, plast_err *e);
+    int (*backward2)(plast_layer *l, const plast_tensor *const xs[2], const plast_tensor *y,
+                     const plast_tensor *dy, plast_tensor *const dxs[2], const plast_ctx *ctx,
+                     plast_err *e);
 };
 
 /* Default initialisation: every parameter U(+-1/sqrt(fan_in)). */

@@ -49,6 +49,11 @@ void plast_model_destroy(plast_model *m);
 int plast_model_nlayers(const plast_model *m);
 plast_layer *plast_model_layer(plast_model *m, int i);
 int plast_model_find_layer(const plast_model *m, const char *name); /* -1 if none */
+/* Producer of input n (0 = `input`, 1 = `from`) of layer i: a layer
+ * index, -1 for the model input, -2 if the layer has no such input. */
+int plast_model_layer_input(const plast_model *m, int i, int n);
+/* Number of layers that read layer i's output. */
+int plast_model_consumers(const plast_model *m, int i);
 int plast_model_nblocks(const plast_model *m);
 const plast_block *plast_model_block(const plast_model *m, int k);
 const plast_shape *plast_model_input_shape(const plast_model *m);

@@ -58,14 +58,35 @@ static void zero_block(plast_model *m, int k)
     }
 }
 
+/* DRTP defines a signal for a chain of one trainable layer and its
+ * parameter-free followers; batchnorm (a second trained layer) and
+ * residual connections (two-input layers) have none. */
+static int check_block(plast_model *m, int k, plast_err *e)
+{
+    const plast_block *b = plast_model_block(m, k);
+    if (b->trainable < 0)
+        return plast_err_set(e, PLAST_E_UNSUPPORTED, "drtp: block %d has no trainable layer", k);
+    for (int i = b->first; i <= b->last; i++) {
+        const plast_layer *l = plast_model_layer(m, i);
+        if (l->ninputs > 1 || (l->nparams > 0 && i != b->trainable))
+            return plast_err_set(e, PLAST_E_UNSUPPORTED,
+                                 "drtp: layer '%s' (%s) has no local learning signal; drtp "
+                                 "trains chains of one dense or conv2d layer and its "
+                                 "activation, pooling and flatten followers",
+                                 l->name, l->ops->name);
+    }
+    return PLAST_OK;
+}
+
 /* The signal enters at the block's activation output; no activation
  * means f' = 1, so at the trainable layer's output. */
 static int setup_block(plast_rule *r, int k, int store, plast_err *e)
 {
     plast_model *m = r->model;
     const plast_block *b = plast_model_block(m, k);
-    if (b->trainable < 0)
-        return plast_err_set(e, PLAST_E_UNSUPPORTED, "drtp: block %d has no trainable layer", k);
+    int rc = check_block(m, k, e);
+    if (rc)
+        return rc;
     r->inject[k] = b->inject >= 0 ? b->inject : b->trainable;
     size_t n = plast_shape_size(&plast_model_layer(m, r->inject[k])->out);
     return plast_proj_init(&r->proj[k], plast_model_mem(m), plast_model_seed(m), (uint32_t)k,
@@ -87,6 +108,8 @@ static int drtp_create(plast_rule **out, plast_model *m, const plast_args *a, pl
     r->inject = plast_mem_calloc(mem, PLAST_MEM_RULE, nh * sizeof *r->inject);
     int rc = r->proj && r->inject ? PLAST_OK
                                   : plast_err_set(e, PLAST_E_NOMEM, "drtp: out of memory");
+    if (!rc)
+        rc = check_block(m, hidden, e);
     for (int k = 0; k < hidden && !rc; k++) {
         rc = setup_block(r, k, plast_args_enum(a, "proj_store"), e);
         if (!rc && plast_args_bool(a, "zero_init_hidden"))
