@@ -88,6 +88,19 @@ plast_tensor *plast_block_layer_output(plast_block_run *run, int layer)
     return &run->out[layer - run->first];
 }
 
+int plast_block_take_output(plast_block_run *run, int layer, plast_tensor *out, plast_err *e)
+{
+    plast_tensor *want = plast_block_layer_output(run, layer);
+    for (int i = layer - run->first; i >= 0; i--)
+        if (run->out[i].owner && run->out[i].data == want->data) {
+            *out = alias_of(want);
+            out->owner = run->out[i].owner;
+            run->out[i].owner = NULL;
+            return PLAST_OK;
+        }
+    return plast_err_set(e, PLAST_E_INVAL, "layer %d's output is not a buffer of its block", layer);
+}
+
 /* ---- backward ---- */
 
 /* Gradients at the outputs of the block's layers (slot j - first + 1)

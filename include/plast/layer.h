@@ -68,7 +68,8 @@ typedef struct plast_layer {
 } plast_layer;
 
 enum {
-    PLAST_LAYER_INPLACE = 1u,    /* y may alias x; backward needs only y */
+    PLAST_LAYER_INPLACE = 1u,    /* elementwise: y may alias x; backward needs
+                                    only y, and dx may alias dy or y */
     PLAST_LAYER_ACTIVATION = 2u, /* an activation: local rules inject here */
     PLAST_LAYER_VIEW = 4u,       /* output is x reshaped: no copy */
     PLAST_LAYER_READS_Y = 8u,    /* backward reads y: nothing may overwrite it */

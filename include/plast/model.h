@@ -101,6 +101,12 @@ plast_tensor *plast_block_output(plast_block_run *run);
 /* Output of layer `layer` (a model index inside the block). */
 plast_tensor *plast_block_layer_output(plast_block_run *run, int layer);
 
+/* Take over the buffer holding layer `layer`'s output: *out owns it and
+ * the run keeps only a view.  For a rule that writes its signal over an
+ * output nothing needs any more (DRTP writes D_k over A_k).  PLAST_E_INVAL
+ * if the output is a view of the block input. */
+int plast_block_take_output(plast_block_run *run, int layer, plast_tensor *out, plast_err *e);
+
 /* Back-propagate dy, the gradient at the output of layer `from` (a model
  * index inside the block), down through the block: parameter gradients are
  * added, and if dx is not NULL the gradient at the block input is

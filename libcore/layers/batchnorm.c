@@ -55,8 +55,8 @@ static int batchnorm_create(plast_layer *l, const plast_args *a, plast_err *e)
     if (l->in.ndim != 1 && l->in.ndim != 3)
         return plast_err_set(e, PLAST_E_INVAL,
                              "batchnorm: expected an input of [features] or [channels, height, "
-                             "width], found %s (%d dimensions)",
-                             plast_shape_str(&l->in, s, sizeof s), l->in.ndim);
+                             "width], found %d dimensions [%s]",
+                             l->in.ndim, plast_shape_str(&l->in, s, sizeof s));
     size_t size = plast_shape_size(&l->in);
     if (size == 0 || l->in.dim[0] < 1)
         return plast_err_set(e, PLAST_E_INVAL, "batchnorm: expected a non-empty input, found %s",

@@ -8,10 +8,11 @@
  * Each sample is lowered to a column matrix col [Cin*k*k, Hout*Wout]
  * (im2col, rows in the weight's (ci, ky, kx) order) so that
  *   forward   Y_s  = W col_s (+ b)        one plast_gemm per sample
- *   backward  dW  += dY_s col_s^T          samples in order: fixed sums
+ *   backward  dW  += sum_s dY_s col_s^T    samples in order: fixed sums
  *             dX_s = col2im(W^T dY_s)
- * The column buffer is scratch, taken and returned within each call.  A
- * 1x1 kernel with stride 1 and no padding needs no lowering: col_s is x_s. */
+ * The column buffer and the batch's dW are scratch, taken and returned
+ * within each call.  A 1x1 kernel with stride 1 and no padding needs no
+ * lowering: col_s is x_s. */
 #include "config.h"
 
 #include <limits.h>
@@ -209,18 +210,18 @@ static void col2im(const conv_geom *g, const plast_real *col, plast_real *dx)
             }
 }
 
-/* A rows x cols column buffer from scratch, or NULL with e filled. */
-static plast_real *col_alloc(const plast_layer *l, const conv_geom *g, const plast_ctx *ctx,
-                             plast_err *e)
+/* A rows x cols buffer from scratch, or NULL with e filled. */
+static plast_real *scratch_alloc(const plast_layer *l, const plast_ctx *ctx, int rows, int cols,
+                                 const char *what, plast_err *e)
 {
     size_t bytes;
-    plast_real *col = NULL;
-    if (!__builtin_mul_overflow((size_t)g->rows * (size_t)g->cols, sizeof *col, &bytes))
-        col = plast_mem_alloc(ctx->mem, PLAST_MEM_SCRATCH, bytes);
-    if (!col)
-        plast_err_set(e, PLAST_E_NOMEM, "conv2d %s: out of memory for a %dx%d column buffer",
-                      l->name, g->rows, g->cols);
-    return col;
+    plast_real *p = NULL;
+    if (!__builtin_mul_overflow((size_t)rows * (size_t)cols, sizeof *p, &bytes))
+        p = plast_mem_alloc(ctx->mem, PLAST_MEM_SCRATCH, bytes);
+    if (!p)
+        plast_err_set(e, PLAST_E_NOMEM, "conv2d %s: out of memory for a %dx%d %s buffer",
+                      l->name, rows, cols, what);
+    return p;
 }
 
 static void add_bias(const conv_geom *g, const plast_real *b, plast_real *y)
@@ -246,7 +247,7 @@ static int conv2d_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y
     if (rc != PLAST_OK)
         return rc;
     plast_real *col = NULL;
-    if (!is_pointwise(&g) && !(col = col_alloc(l, &g, ctx, e)))
+    if (!is_pointwise(&g) && !(col = scratch_alloc(l, ctx, g.rows, g.cols, "column", e)))
         return PLAST_E_NOMEM;
     for (int n = 0; n < batch; n++) {
         const plast_real *xs = x->data + (size_t)n * nx;
@@ -278,15 +279,17 @@ static void add_bias_grad(const conv_geom *g, const plast_real *dy, int batch, p
     }
 }
 
-/* One sample's backward; col is scratch (NULL for a pointwise conv). */
+/* One sample's backward; col is scratch (NULL for a pointwise conv), dw
+ * the batch's weight gradient (NULL when frozen), started at sample 0. */
 static void backward_sample(const plast_layer *l, const conv_geom *g, const plast_real *xs,
-                            const plast_real *dys, plast_real *dxs, plast_real *col)
+                            const plast_real *dys, plast_real *dxs, plast_real *col,
+                            plast_real *dw, int first)
 {
-    if (!l->frozen) { /* dW += dY_s col_s^T */
+    if (dw) { /* dw (+)= dY_s col_s^T */
         if (col)
             im2col(g, xs, col);
         plast_gemm(0, 1, g->cout, g->rows, g->cols, 1.0f, dys, g->cols, col ? col : xs,
-                   g->cols, 1.0f, l->param[0].g, g->rows);
+                   g->cols, first ? 0.0f : 1.0f, dw, g->rows);
     }
     if (!dxs)
         return;
@@ -295,6 +298,14 @@ static void backward_sample(const plast_layer *l, const conv_geom *g, const plas
                0.0f, col ? col : dxs, g->cols);
     if (col)
         col2im(g, col, dxs);
+}
+
+/* The batch's gradient is summed apart and added to param.g once, so
+ * backward adds exactly what one call computes (twice = double). */
+static void add_into(plast_real *g, const plast_real *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        g[i] += d[i];
 }
 
 static int conv2d_backward(plast_layer *l, const plast_tensor *x, const plast_tensor *y,
@@ -314,16 +325,25 @@ static int conv2d_backward(plast_layer *l, const plast_tensor *x, const plast_te
         rc = check_tensor(l, dx, "input gradient", batch, nx, e);
     if (rc != PLAST_OK || (l->frozen && !dx))
         return rc;
-    plast_real *col = NULL;
-    if (!is_pointwise(&g) && !(col = col_alloc(l, &g, ctx, e)))
+    plast_real *col = NULL, *dw = NULL;
+    if (!is_pointwise(&g) && !(col = scratch_alloc(l, ctx, g.rows, g.cols, "column", e)))
         return PLAST_E_NOMEM;
+    if (!l->frozen && !(dw = scratch_alloc(l, ctx, g.cout, g.rows, "weight gradient", e))) {
+        rc = PLAST_E_NOMEM;
+        goto undo_col;
+    }
     for (int n = 0; n < batch; n++)
         backward_sample(l, &g, x->data + (size_t)n * nx, dy->data + (size_t)n * ny,
-                        dx ? dx->data + (size_t)n * nx : NULL, col);
-    if (!l->frozen && l->nparams > 1)
-        add_bias_grad(&g, dy->data, batch, l->param[1].g);
+                        dx ? dx->data + (size_t)n * nx : NULL, col, dw, n == 0);
+    if (dw) {
+        add_into(l->param[0].g, dw, l->param[0].count);
+        if (l->nparams > 1)
+            add_bias_grad(&g, dy->data, batch, l->param[1].g);
+    }
+    plast_mem_free(ctx->mem, dw);
+undo_col:
     plast_mem_free(ctx->mem, col);
-    return PLAST_OK;
+    return rc;
 }
 
 static uint64_t conv2d_flops(const plast_layer *l, int batch)

@@ -123,20 +123,74 @@ static int drtp_create(plast_rule **out, plast_model *m, const plast_args *a, pl
     return PLAST_OK;
 }
 
+/* D_k = R_k[label] * f'(A_k), written over A_k itself: once the block's
+ * forward is done A_k is needed only for f', so the signal costs no
+ * memory.  Row by row: the activation's backward is elementwise. */
+static int signal_in_place(plast_rule *r, int k, plast_block_run *run, const plast_batch *b,
+                           plast_tensor *a, const plast_ctx *ctx, plast_err *e)
+{
+    plast_layer *act = plast_model_layer(r->model, r->inject[k]);
+    int rc = plast_block_take_output(run, r->inject[k], a, e);
+    size_t n = r->proj[k].n;
+    plast_real *row = rc ? NULL : plast_mem_alloc(ctx->mem, PLAST_MEM_SCRATCH, n * sizeof *row);
+    if (!rc && !row)
+        rc = plast_err_set(e, PLAST_E_NOMEM, "drtp: out of memory");
+    float scale = r->reduce == REDUCE_MEAN ? 1.0f / (float)b->n : 1.0f;
+    for (int i = 0; i < b->n && !rc; i++) {
+        plast_proj_select(&r->proj[k], b->labels + i, 1, scale, row);
+        plast_tensor y = plast_tensor_view(a->data + (size_t)i * n, 1, &act->out);
+        plast_tensor g = plast_tensor_view(row, 1, &act->out);
+        rc = act->ops->backward(act, &y, &y, &g, &y, ctx, e);
+    }
+    plast_mem_free(ctx->mem, row);
+    return rc;
+}
+
+/* The signal G = R_k[label] at the injection point, back-propagated
+ * through the layers between it and the trainable layer. */
+static int signal_at_inject(plast_rule *r, int k, plast_block_run *run, const plast_batch *b,
+                            plast_tensor *g, const plast_ctx *ctx, plast_err *e)
+{
+    const plast_tensor *a = plast_block_layer_output(run, r->inject[k]);
+    int rc = plast_tensor_alloc_dims(g, ctx->mem, PLAST_MEM_ACTIVATIONS, a->ndim, a->dim, e);
+    if (rc)
+        return rc;
+    float scale = r->reduce == REDUCE_MEAN ? 1.0f / (float)b->n : 1.0f;
+    plast_proj_select(&r->proj[k], b->labels, b->n, scale, g->data);
+    return PLAST_OK;
+}
+
+/* May D_k overwrite A_k?  When the activation directly follows the
+ * trainable layer and A_k is not the block's output (conv -> tanh ->
+ * pool: the pool output goes on; dense -> tanh: A_k is the next input). */
+static int signal_fits_in_place(plast_model *m, int k, int inject, plast_block_run *run)
+{
+    const plast_block *blk = plast_model_block(m, k);
+    const plast_layer *act = plast_model_layer(m, inject);
+    return inject != blk->trainable && (act->ops->flags & PLAST_LAYER_INPLACE) &&
+           plast_model_layer_input(m, inject, 0) == blk->trainable &&
+           plast_block_layer_output(run, inject)->data != plast_block_output(run)->data;
+}
+
 /* Train hidden block k on the label's projection; its gradient is used
  * and stepped at once. */
 static int train_hidden(plast_rule *r, int k, plast_block_run *run, const plast_batch *b,
                         const plast_ctx *ctx, plast_err *e)
 {
     plast_model *m = r->model;
-    const plast_tensor *a = plast_block_layer_output(run, r->inject[k]);
-    plast_tensor g;
-    int rc = plast_tensor_alloc_dims(&g, ctx->mem, PLAST_MEM_ACTIVATIONS, a->ndim, a->dim, e);
-    if (rc)
-        return rc;
-    float scale = r->reduce == REDUCE_MEAN ? 1.0f / (float)b->n : 1.0f;
-    plast_proj_select(&r->proj[k], b->labels, b->n, scale, g.data);
-    rc = plast_block_backward(m, run, r->inject[k], &g, NULL, ctx, e);
+    plast_tensor sig;
+    int from, rc;
+    if (signal_fits_in_place(m, k, r->inject[k], run)) {
+        from = plast_model_block(m, k)->trainable;
+        rc = signal_in_place(r, k, run, b, &sig, ctx, e);
+    } else {
+        from = r->inject[k];
+        rc = signal_at_inject(r, k, run, b, &sig, ctx, e);
+    }
+    if (!rc)
+        rc = plast_block_backward(m, run, from, &sig, NULL, ctx, e);
+    else
+        plast_tensor_free(&sig);
     if (!rc)
         plast_model_step_block(m, k);
     return rc;

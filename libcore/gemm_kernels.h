@@ -1,0 +1,79 @@
+/* gemm_kernels.h - the kernel paths behind plast_gemm (private).
+ *
+ * gemm.c owns the blocking, threading and dispatch; a path supplies the
+ * register tile (MR x NR), the largest K block and three functions: pack
+ * an MR-row panel of op(A), pack an NR-column panel of op(B), and the
+ * micro-kernel.  gemm_x86.c holds the AVX2 and AVX-512 paths; each of
+ * their functions carries its own target attribute, so the file needs no
+ * -m flags and runs nothing the CPU lacks until dispatch picks it. */
+#ifndef PLAST_GEMM_KERNELS_H
+#define PLAST_GEMM_KERNELS_H
+
+#include <stddef.h>
+
+#include "plast/gemm.h"
+
+/* The arguments of one plast_gemm call. */
+typedef struct gemm_job {
+    int trans_a, trans_b, M, N, K;
+    float alpha, beta;
+    const plast_real *A, *B;
+    int lda, ldb;
+    plast_real *C;
+    int ldc;
+} gemm_job;
+
+/* How a tile is written back: C = alpha*T when first and beta is 0 (C is
+ * never read), C = beta*C + alpha*T when first, C += alpha*T after that. */
+typedef struct gemm_store {
+    float alpha, beta;
+    int first;
+} gemm_store;
+
+/* op(A)[i0 .. i0+mr) x [k0 .. k0+kc), mr <= MR, into one panel dst[p*MR + i],
+ * rows mr .. MR-1 zero. */
+typedef void gemm_pack_a_fn(const gemm_job *g, int i0, int mr, int k0, int kc,
+                            plast_real *dst);
+/* op(B)[k0 .. k0+kc) x [j0 .. j0+nr), nr <= NR, into one panel dst[p*NR + j],
+ * columns nr .. NR-1 zero. */
+typedef void gemm_pack_b_fn(const gemm_job *g, int k0, int kc, int j0, int nr,
+                            plast_real *dst);
+/* The mr x nr corner of (A panel x B panel), summed over p = 0 .. kc-1 in
+ * that order, stored into c (row stride ldc) as st says. */
+typedef void gemm_kernel_fn(int kc, const plast_real *a, const plast_real *b, plast_real *c,
+                            size_t ldc, int mr, int nr, const gemm_store *st);
+
+typedef struct gemm_path {
+    const char *name; /* "portable", "avx2", "avx512": PLAST_GEMM_KERNEL */
+    int mr, nr;       /* register tile */
+    int kc;           /* largest K block; the blocks fix the summation order */
+    gemm_pack_a_fn *pack_a;
+    gemm_pack_b_fn *pack_b;
+    gemm_kernel_fn *kernel;
+} gemm_path;
+
+/* Portable C packing, for any MR and NR (gemm.c). */
+void gemm_pack_a_any(const gemm_job *g, int i0, int mr, int k0, int kc, plast_real *dst,
+                     int MR);
+void gemm_pack_b_any(const gemm_job *g, int k0, int kc, int j0, int nr, plast_real *dst,
+                     int NR);
+
+/* The x86 paths (gemm_x86.c); NULL members when the compiler cannot
+ * build them, so check gemm_path_usable() first. */
+extern const gemm_path gemm_path_avx2, gemm_path_avx512;
+int gemm_path_usable(const gemm_path *p); /* compiled in and the CPU has it */
+
+/* Test and benchmark hooks, not in the public headers (the plast_ prefix
+ * exports them from the shared library). */
+
+/* The path plast_gemm uses in this process: PLAST_GEMM_KERNEL if set to a
+ * path the CPU has, else the best one; decided on the first call. */
+const char *plast_gemm_kernel_name(void);
+
+/* plast_gemm_mt on the named path; returns 0, or -1 (C untouched) when the
+ * name is unknown or the CPU or the build lacks that path. */
+int plast_gemm_kernel_mt(const char *kernel, int threads, int trans_a, int trans_b, int M,
+                         int N, int K, float alpha, const plast_real *A, int lda,
+                         const plast_real *B, int ldb, float beta, plast_real *C, int ldc);
+
+#endif
