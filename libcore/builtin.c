@@ -8,7 +8,7 @@
 const plast_layer_ops *const plast_builtin_layers[] = {
     &plast_layer_dense,   &plast_layer_relu, &plast_layer_tanh,
     &plast_layer_sigmoid, &plast_layer_flatten, &plast_layer_add,
-    NULL,
+    &plast_layer_batchnorm, NULL,
 };
 
 const plast_loss_ops *const plast_builtin_losses[] = {

@@ -12,6 +12,7 @@ extern const plast_layer_ops plast_layer_tanh;
 extern const plast_layer_ops plast_layer_sigmoid;
 extern const plast_layer_ops plast_layer_flatten;
 extern const plast_layer_ops plast_layer_add;
+extern const plast_layer_ops plast_layer_batchnorm;
 
 /* NULL-terminated lists, in the order `plast rules` shows them. */
 extern const plast_layer_ops *const plast_builtin_layers[];

@@ -517,7 +517,7 @@ Test(batchnorm, declares_parameters_then_buffers)
         unsigned want = p >= RMEAN ? PLAST_PARAM_BUFFER : 0u;
         cr_assert(eq(uint, l.param[p].flags & PLAST_PARAM_BUFFER, want), "%s", names[p]);
     }
-    cr_assert(eq(int, (int)l.ops->flags, 0), "not in place: backward needs x");
+    cr_assert(eq(int, (int)l.ops->flags, PLAST_LAYER_FOLLOWER), "a block follower, not in place");
     cr_assert(eq(u64, l.ops->flops(&l, 1), 4 * 120));
     cr_assert(eq(u64, l.ops->flops(&l, 3), 12 * 120));
     l.ops->destroy(&l);
@@ -810,5 +810,24 @@ Test(batchnorm, refuses_mismatched_tensors)
     plast_err e = {0};
     cr_assert(eq(int, t.l.ops->forward(&t.l, &t.x, &y, &t.ctx, &e), PLAST_E_INVAL));
     cr_assert(strstr(e.msg, "output") != NULL, "message: %s", e.msg);
+    bn_fini(&t);
+}
+
+Test(batchnorm, out_of_memory_for_statistics_changes_nothing)
+{
+    bn t;
+    bn_make(&t, "", shape1(3), 4);
+    bn_randomise(&t, 27);
+    size_t total = plast_mem_live_total(t.mem);
+    plast_mem_fail_at(t.mem, 1);
+    plast_err e = {0};
+    cr_assert(eq(int, forward(&t, &e), PLAST_E_NOMEM));
+    cr_assert(strstr(e.msg, "out of memory") != NULL, "message: %s", e.msg);
+    cr_assert(eq(sz, plast_mem_live_total(t.mem), total));
+    for (int c = 0; c < 3; c++) {
+        cr_assert(eq(flt, t.l.param[RMEAN].w[c], 0.0f));
+        cr_assert(eq(flt, t.l.param[RVAR].w[c], 1.0f));
+    }
+    forward_ok(&t); /* the next one succeeds */
     bn_fini(&t);
 }

@@ -302,3 +302,44 @@ Test(trainer, flush_to_zero_during_training_only)
     cr_expect(eq(int, r.ftz_seen, 0));
     finish(&r);
 }
+
+/* Batchnorm joins its layer's block, and its running statistics (buffers,
+ * not trained) travel through checkpoints. */
+Test(trainer, batchnorm_statistics_in_checkpoints)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/bn.ckpt", tmpdir);
+    const char *bn = "[layer.h1b]\ntype = batchnorm\n";
+    char text[2048];
+    snprintf(text, sizeof text, "%s", ini("bp", 2, 5, ""));
+    char *at = strstr(text, "[layer.a1]");
+    char rest[2048];
+    snprintf(rest, sizeof rest, "%s", at);
+    snprintf(at, sizeof text - (size_t)(at - text), "%s%s", bn, rest);
+    run a, b;
+    plast_err e;
+    start(&a, text);
+    plast_model *m = plast_trainer_model(a.t);
+    cr_expect(eq(int, plast_model_nblocks(m), 3), "batchnorm must join dense h1's block");
+    CHECK_OK(train(&a, &e), e);
+    cr_expect(a.last.test_acc > 0.9, "accuracy %g", a.last.test_acc);
+    plast_layer *l = plast_model_layer(m, plast_model_find_layer(m, "h1b"));
+    cr_assert(eq(int, l->nparams, 4));
+    cr_expect(l->param[2].w[0] != 0.0f, "running mean never updated");
+    CHECK_OK(plast_trainer_save(a.t, path, &e), e);
+    start(&b, text);
+    plast_model *mb = plast_trainer_model(b.t);
+    plast_layer *lb = plast_model_layer(mb, plast_model_find_layer(mb, "h1b"));
+    cr_expect(memcmp(lb->param[2].w, l->param[2].w, l->param[2].count * 4) != 0);
+    CHECK_OK(plast_trainer_resume(b.t, path, &e), e);
+    for (int p = 0; p < 4; p++)
+        cr_expect(memcmp(lb->param[p].w, l->param[p].w, l->param[p].count * 4) == 0,
+                  "parameter %d differs after resume", p);
+    double la, aa, lb2, ab;
+    CHECK_OK(plast_trainer_evaluate(a.t, &la, &aa, &e), e);
+    CHECK_OK(plast_trainer_evaluate(b.t, &lb2, &ab, &e), e);
+    cr_expect(eq(dbl, la, lb2));
+    cr_expect(eq(dbl, aa, ab));
+    finish(&a);
+    finish(&b);
+}

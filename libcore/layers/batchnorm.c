@@ -16,9 +16,11 @@
  *
  * A training forward keeps each channel's mean and 1/sqrt(var + eps) (2C
  * floats) for backward, allocated from ctx->mem in the activations category
- * and freed by release().  Backward rebuilds x_hat from x with exactly the
- * forward's float arithmetic.  A backward in eval mode differentiates the
- * eval forward (running statistics taken as constants), as PyTorch does. */
+ * and freed by release() (or destroy()); further training forwards reuse it
+ * and an eval forward frees it, so a backward never sees stale statistics.
+ * Backward rebuilds x_hat from x with exactly the forward's float
+ * arithmetic.  A backward in eval mode differentiates the eval forward
+ * (running statistics taken as constants), as PyTorch does. */
 #include "config.h"
 
 #include <math.h>
@@ -314,7 +316,7 @@ const plast_layer_ops plast_layer_batchnorm = {
     .size = sizeof(plast_layer_ops),
     .name = "batchnorm",
     .settings = batchnorm_settings,
-    .flags = 0,
+    .flags = PLAST_LAYER_FOLLOWER, /* joins the block of the layer before it */
     .create = batchnorm_create,
     .init = batchnorm_init,
     .forward = batchnorm_forward,
