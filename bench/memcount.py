@@ -29,7 +29,7 @@ import json
 import sys
 
 INPLACE = {"relu", "tanh", "sigmoid", "dropout"}
-READS_Y = {"maxpool"}
+READS_Y = set()  # maxpool finds its maximum again from x
 VIEW = {"flatten"}
 FOLLOWER = {"batchnorm"}
 

@@ -13,6 +13,10 @@ extern const plast_layer_ops plast_layer_sigmoid;
 extern const plast_layer_ops plast_layer_flatten;
 extern const plast_layer_ops plast_layer_add;
 extern const plast_layer_ops plast_layer_batchnorm;
+extern const plast_layer_ops plast_layer_conv2d;
+extern const plast_layer_ops plast_layer_maxpool;
+extern const plast_layer_ops plast_layer_avgpool;
+extern const plast_layer_ops plast_layer_gap;
 
 /* NULL-terminated lists, in the order `plast rules` shows them. */
 extern const plast_layer_ops *const plast_builtin_layers[];

@@ -172,6 +172,7 @@ static inline void lt_net_add(lt_net *t, const plast_layer_ops *ops, const char 
                               uint64_t seed)
 {
     cr_assert(lt(int, t->n, LT_MAX_LAYERS));
+    cr_assert(eq(uint, ops->flags & PLAST_LAYER_VIEW, 0u), "view layers are not supported here");
     plast_shape in = t->n ? t->l[t->n - 1].out : t->in;
     lt_make(&t->l[t->n], ops, ini, in, seed + (uint64_t)t->n);
     t->n++;
@@ -201,13 +202,16 @@ static inline const plast_tensor *lt_net_forward(lt_net *t)
     for (int i = 0; i < t->n; i++) {
         plast_layer *l = &t->l[i];
         t->out[i] = lt_tensor(t->mem, t->batch, l->out);
+        for (size_t j = 0; j < t->out[i].size; j++)
+            t->out[i].data[j] = NAN; /* forward must write every element */
         cr_assert(eq(int, l->ops->forward(l, in, &t->out[i], &t->ctx, &e), 0), "%s", e.msg);
         in = &t->out[i];
     }
     return in;
 }
 
-/* Backward of the whole stack from dL/dy = r; dL/dx into dx if not NULL. */
+/* Backward of the whole stack from dL/dy = r; dL/dx into dx if not NULL.
+ * Each layer's dx starts as NaN, so an element it does not write shows. */
 static inline void lt_net_backward(lt_net *t, const plast_real *r, plast_real *dx)
 {
     plast_err e = {0};
@@ -217,6 +221,8 @@ static inline void lt_net_backward(lt_net *t, const plast_real *r, plast_real *d
         plast_layer *l = &t->l[i];
         const plast_tensor *x = i ? &t->out[i - 1] : &t->x;
         plast_tensor g = lt_tensor(t->mem, t->batch, l->in);
+        for (size_t j = 0; j < g.size; j++)
+            g.data[j] = NAN; /* backward must write every element */
         cr_assert(eq(int, l->ops->backward(l, x, &t->out[i], &dy, &g, &t->ctx, &e), 0), "%s",
                   e.msg);
         plast_tensor_free(&dy);

@@ -87,7 +87,7 @@ static int conv2d_shape(plast_layer *l, int cout, int k, int s, int p, int bias,
                              s, p);
     int rows, cols;
     size_t count;
-    if (__builtin_mul_overflow(in->dim[0], k * k, &rows) ||
+    if (hout > INT_MAX || wout > INT_MAX || __builtin_mul_overflow(in->dim[0], k * k, &rows) ||
         __builtin_mul_overflow((int)hout, (int)wout, &cols) ||
         __builtin_mul_overflow((size_t)rows, (size_t)cout, &count) ||
         __builtin_mul_overflow((size_t)cols, (size_t)cout, &count))

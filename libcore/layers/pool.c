@@ -14,6 +14,7 @@
  * None has parameters or works in place. */
 #include "config.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -101,6 +102,9 @@ static int window_create(plast_layer *l, const plast_args *a, plast_err *e)
                              "padding %d", l->ops->name, hout, wout,
                              plast_shape_str(&l->in, buf, sizeof buf), k, s, p);
     }
+    if (hout > INT_MAX || wout > INT_MAX)
+        return plast_err_set(e, PLAST_E_INVAL, "%s output %lldx%lld is too large", l->ops->name,
+                             hout, wout);
     pool_priv *pp = malloc(sizeof *pp);
     if (!pp)
         return plast_err_set(e, PLAST_E_NOMEM, "%s: out of memory", l->ops->name);
