@@ -17,6 +17,8 @@ extern const plast_layer_ops plast_layer_conv2d;
 extern const plast_layer_ops plast_layer_maxpool;
 extern const plast_layer_ops plast_layer_avgpool;
 extern const plast_layer_ops plast_layer_gap;
+extern const plast_layer_ops plast_layer_rnn;
+extern const plast_layer_ops plast_layer_dropout;
 
 /* NULL-terminated lists, in the order `plast rules` shows them. */
 extern const plast_layer_ops *const plast_builtin_layers[];

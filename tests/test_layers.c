@@ -680,7 +680,8 @@ Test(layers, default_init_bound_follows_fan_in)
 Test(layers, builtin_list)
 {
     static const char *const names[] = {"dense", "relu", "tanh", "sigmoid", "flatten", "add",
-                                        "batchnorm", "conv2d", "maxpool", "avgpool", "gap"};
+                                        "batchnorm", "conv2d", "maxpool", "avgpool", "gap",
+                                        "rnn", "dropout"};
     const int n = (int)(sizeof names / sizeof names[0]);
     for (int i = 0; i < n; i++) {
         cr_assert(plast_builtin_layers[i] != NULL);

@@ -116,7 +116,8 @@ Test(model, errors_name_the_section)
                  PLAST_E_PARSE));
     cr_expect(eq(str, buf,
                  "test.ini:5: [layer.x] type: expected one of dense, relu, tanh, sigmoid, "
-                 "flatten, add, batchnorm, conv2d, maxpool, avgpool, gap, found \"conv9\""));
+                 "flatten, add, batchnorm, conv2d, maxpool, avgpool, gap, rnn, dropout, found "
+                 "\"conv9\""));
     cr_expect(eq(int, build_error("[layer.h]\ntype = dense\nunits = 4\n", buf, sizeof buf),
                  PLAST_E_PARSE));
     cr_expect(eq(str, buf,

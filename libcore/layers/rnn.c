@@ -14,7 +14,8 @@
  * with the rows of one sample consecutive, the same layout as the input
  * [batch*steps, features]: one GEMM projects every step's input, then one
  * GEMM per step adds the recurrence (rows strided by steps*units).
- * Backward needs all of H.  With `sequence` it is y itself; with `last` a
+ * Backward needs all of H.  With `sequence` it is y itself (hence
+ * PLAST_LAYER_READS_Y: no in-place layer may overwrite it); with `last` a
  * training forward keeps it (activations category, in priv) until
  * release(); if it is missing, backward recomputes it from x in scratch. */
 #include "config.h"
@@ -68,9 +69,13 @@ static int rnn_check_sizes(size_t in, int units, int steps, plast_err *e)
                              "rnn: expected an input size divisible by steps = %d, found %zu "
                              "values per sample",
                              steps, in);
+    size_t count;
+    if (__builtin_mul_overflow(in / (size_t)steps, (size_t)units, &count))
+        return plast_err_set(e, PLAST_E_INVAL, "rnn: %d units x %zu inputs overflow", units,
+                             in / (size_t)steps);
     if ((int64_t)steps * units > INT_MAX)
         return plast_err_set(e, PLAST_E_INVAL,
-                             "rnn: steps x units must be at most %d, found %d x %d", INT_MAX,
+                             "rnn: expected steps x units of at most %d, found %d x %d", INT_MAX,
                              steps, units);
     return PLAST_OK;
 }
@@ -404,7 +409,7 @@ const plast_layer_ops plast_layer_rnn = {
     .size = sizeof(plast_layer_ops),
     .name = "rnn",
     .settings = rnn_settings,
-    .flags = 0,
+    .flags = PLAST_LAYER_READS_Y, /* with `sequence`; `last` does not mind */
     .create = rnn_create,
     .init = rnn_init,
     .forward = rnn_forward,
