@@ -29,7 +29,7 @@ import json
 import sys
 
 INPLACE = {"relu", "tanh", "sigmoid", "dropout"}
-READS_Y = set()  # maxpool finds its maximum again from x
+READS_Y = {"rnn"}  # maxpool finds its maximum again from x
 VIEW = {"flatten"}
 FOLLOWER = {"batchnorm"}
 
