@@ -338,3 +338,104 @@ Test(drtp, refuses_blocks_without_a_local_signal)
     n.rule = NULL;
     tu_net_fini(&n);
 }
+
+/* ---- DRTP on convolutions (ALGORITHMS.md §3.8 test 4) ---- */
+
+static const char *conv_ini(const char *pool)
+{
+    static char buf[512];
+    snprintf(buf, sizeof buf,
+             "[layer.c1]\ntype = conv2d\nchannels = 3\nkernel = 3\npadding = 1\n"
+             "[layer.a1]\ntype = tanh\n[layer.p1]\ntype = %s\nkernel = 2\n"
+             "[layer.out]\ntype = dense\nunits = 3\n"
+             "[optimizer]\ntype = sgd\nlr = 1\n",
+             pool);
+    return buf;
+}
+
+/* One drtp step; returns the conv weights after it (malloc'd). */
+static float *conv_weights_after_step(const char *pool, int B, size_t *n_out, size_t *peak)
+{
+    tu_net n;
+    plast_shape in = {3, {1, 6, 6}};
+    tu_net_init_shape(&n, conv_ini(pool), &in, 3, "drtp", 4);
+    tu_net_create_rule(&n);
+    float x[4 * 36];
+    int32_t y[4] = {0, 1, 2, 1};
+    plast_rng r;
+    plast_rng_seed(&r, 3, 3);
+    for (int i = 0; i < B * 36; i++)
+        x[i] = plast_rng_uniform(&r, -1, 1);
+    plast_mem_reset_peaks(n.mem);
+    tu_step(&n, x, y, B, 36);
+    *peak = plast_mem_peak_watched(n.mem);
+    plast_layer *c = plast_model_layer(n.model, 0);
+    float *w = malloc(c->param[0].count * sizeof *w);
+    memcpy(w, c->param[0].w, c->param[0].count * sizeof *w);
+    *n_out = c->param[0].count;
+    tu_net_fini(&n);
+    return w;
+}
+
+Test(drtp, conv_signal_is_pre_pool)
+{
+    size_t na, nb, pa, pb;
+    float *a = conv_weights_after_step("maxpool", 4, &na, &pa);
+    float *b = conv_weights_after_step("avgpool", 4, &nb, &pb);
+    cr_assert(eq(sz, na, nb));
+    cr_expect(memcmp(a, b, na * sizeof *a) == 0,
+              "the conv update depends on the pooling after the activation");
+    /* the peak: the batch and labels, the conv output A (the signal is
+     * written over it), the pooled output */
+    size_t B = 4, want = B * 36 * 4 + B * 4 + B * 3 * 36 * 4 + B * 3 * 9 * 4;
+    cr_expect(eq(sz, pa, want), "drtp conv peak %zu, expected %zu", pa, want);
+    free(a);
+    free(b);
+}
+
+/* The in-place signal equals the textbook one: D = R[label] * (1 - A^2),
+ * grad W = conv backward of D, computed here through the core primitive. */
+Test(drtp, conv_step_equals_the_definition)
+{
+    plast_shape in = {3, {1, 6, 6}};
+    tu_net n;
+    plast_err e;
+    tu_net_init_shape(&n, conv_ini("maxpool"), &in, 3, "drtp", 4);
+    float x[2 * 36];
+    int32_t y[2] = {2, 0};
+    plast_rng r;
+    plast_rng_seed(&r, 5, 5);
+    for (int i = 0; i < 72; i++)
+        x[i] = plast_rng_uniform(&r, -1, 1);
+    /* expected gradient: block 0 forward, signal at the activation from the
+     * same projection, backward from the activation (no in-place trick) */
+    plast_ctx ctx = plast_model_ctx(n.model, 1);
+    plast_tensor xt = plast_tensor_view(x, 2, &in);
+    plast_block_run run;
+    CHECK_OK(plast_block_forward(n.model, 0, &xt, &run, &ctx, &e), e);
+    plast_proj R;
+    size_t N = 3 * 36;
+    CHECK_OK(plast_proj_init(&R, n.mem, 4, 0, 3, N, plast_proj_he_bound(N), 1, &e), e);
+    plast_tensor g;
+    CHECK_OK(plast_tensor_alloc_dims(&g, n.mem, PLAST_MEM_ACTIVATIONS, 4, (int[]){2, 3, 6, 6}, &e),
+             e);
+    plast_proj_select(&R, y, 2, 0.5f, g.data); /* hidden_reduce = mean */
+    plast_proj_fini(&R);
+    CHECK_OK(plast_block_backward(n.model, &run, 1, &g, NULL, &ctx, &e), e);
+    plast_block_release(n.model, &run, NULL);
+    plast_layer *c = plast_model_layer(n.model, 0);
+    size_t cnt = c->param[0].count;
+    float *want = malloc(cnt * sizeof *want), *before = malloc(cnt * sizeof *before);
+    memcpy(want, c->param[0].g, cnt * sizeof *want);
+    memset(c->param[0].g, 0, cnt * sizeof *want);
+    memset(c->param[1].g, 0, c->param[1].count * sizeof(float));
+    memcpy(before, c->param[0].w, cnt * sizeof *before);
+    tu_net_create_rule(&n);
+    tu_step(&n, x, y, 2, 36);
+    for (size_t i = 0; i < cnt; i++)
+        cr_expect(fabsf((before[i] - c->param[0].w[i]) - want[i]) <= 1e-6f,
+                  "w[%zu]: step %g, definition %g", i, before[i] - c->param[0].w[i], want[i]);
+    free(want);
+    free(before);
+    tu_net_fini(&n);
+}

@@ -58,18 +58,20 @@ typedef struct tu_net {
     plast_optim *optim;
     const plast_rule_ops *ops;
     plast_rule *rule;
+    plast_shape in;
 } tu_net;
 
-static inline void tu_net_init(tu_net *n, const char *ini, int features, int classes,
-                               const char *rule, uint64_t seed)
+/* A net for samples of shape `in`. */
+static inline void tu_net_init_shape(tu_net *n, const char *ini, const plast_shape *in,
+                                     int classes, const char *rule, uint64_t seed)
 {
     plast_err e;
     memset(n, 0, sizeof *n);
     n->cfg = tu_config(ini);
     n->reg = tu_registry();
+    n->in = *in;
     CHECK_OK(plast_mem_create(&n->mem, &e), e);
-    plast_shape in = {1, {features}};
-    CHECK_OK(plast_model_create(&n->model, n->cfg, n->reg, &in, classes, seed, n->mem, &e), e);
+    CHECK_OK(plast_model_create(&n->model, n->cfg, n->reg, in, classes, seed, n->mem, &e), e);
     CHECK_OK(plast_args_parse(&n->optim_args, n->cfg, "optimizer", plast_optim_settings, NULL,
                               NULL, &e),
              e);
@@ -83,6 +85,13 @@ static inline void tu_net_init(tu_net *n, const char *ini, int features, int cla
     static const char *const skip[] = {"optimizer.", "run.", NULL};
     CHECK_OK(plast_args_parse(&n->rule_args, n->cfg, section, n->ops->settings, NULL, skip, &e),
              e);
+}
+
+static inline void tu_net_init(tu_net *n, const char *ini, int features, int classes,
+                               const char *rule, uint64_t seed)
+{
+    plast_shape in = {1, {features}};
+    tu_net_init_shape(n, ini, &in, classes, rule, seed);
 }
 
 static inline void tu_net_create_rule(tu_net *n)
@@ -104,16 +113,17 @@ static inline void tu_net_fini(tu_net *n)
     plast_config_destroy(n->cfg);
 }
 
-/* One training step of the rule on x [batch, features] with labels; the
- * batch input is allocated from the model's memory like the trainer's. */
+/* One training step of the rule on x [batch, sample] with labels; the
+ * batch input is allocated from the model's memory like the trainer's.
+ * `features` must equal the sample size. */
 static inline plast_stats tu_step(tu_net *n, const float *x, const int32_t *labels, int batch,
                                   int features)
 {
     plast_err e;
     plast_batch b;
     memset(&b, 0, sizeof b);
-    plast_shape s = {1, {features}};
-    CHECK_OK(plast_tensor_alloc(&b.x, n->mem, PLAST_MEM_INPUT, batch, &s, &e), e);
+    cr_assert(eq(sz, plast_shape_size(&n->in), (size_t)features));
+    CHECK_OK(plast_tensor_alloc(&b.x, n->mem, PLAST_MEM_INPUT, batch, &n->in, &e), e);
     memcpy(b.x.data, x, (size_t)batch * (size_t)features * sizeof *x);
     int32_t *lab = plast_mem_alloc(n->mem, PLAST_MEM_INPUT, (size_t)batch * sizeof *lab);
     memcpy(lab, labels, (size_t)batch * sizeof *lab);
