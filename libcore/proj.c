@@ -11,19 +11,27 @@ float plast_proj_he_bound(size_t n)
     return (float)sqrt(6.0 / (double)n);
 }
 
-static void draw_row(plast_rng *r, float bound, size_t n, plast_real *out)
+static void draw_row(plast_rng *r, float offset, float bound, size_t n, plast_real *out)
 {
     for (size_t j = 0; j < n; j++)
-        out[j] = plast_rng_uniform(r, -bound, bound);
+        out[j] = offset + plast_rng_uniform(r, -bound, bound); /* + 0 is exact */
 }
 
 int plast_proj_init(plast_proj *p, plast_mem *mem, uint64_t seed, uint32_t block, int classes,
                     size_t n, float bound, int store_matrix, plast_err *e)
 {
+    return plast_proj_init_offset(p, mem, seed, block, classes, n, 0.0f, bound, store_matrix, e);
+}
+
+int plast_proj_init_offset(plast_proj *p, plast_mem *mem, uint64_t seed, uint32_t block,
+                           int classes, size_t n, float offset, float bound, int store_matrix,
+                           plast_err *e)
+{
     memset(p, 0, sizeof *p);
     p->classes = classes;
     p->n = n;
     p->bound = bound;
+    p->offset = offset;
     p->mem = mem;
     plast_rng_stream(&p->base, seed, PLAST_STREAM_PROJ, block);
     if (!store_matrix)
@@ -37,7 +45,7 @@ int plast_proj_init(plast_proj *p, plast_mem *mem, uint64_t seed, uint32_t block
                              classes, n);
     plast_rng r = p->base;
     for (int c = 0; c < classes; c++)
-        draw_row(&r, bound, n, p->matrix + (size_t)c * n);
+        draw_row(&r, offset, bound, n, p->matrix + (size_t)c * n);
     return PLAST_OK;
 }
 
@@ -57,7 +65,7 @@ void plast_proj_row(const plast_proj *p, int c, plast_real *out)
     }
     plast_rng r = p->base; /* row c starts c*n draws into the stream */
     plast_rng_advance(&r, (uint64_t)c * p->n);
-    draw_row(&r, p->bound, p->n, out);
+    draw_row(&r, p->offset, p->bound, p->n, out);
 }
 
 void plast_proj_select(const plast_proj *p, const int32_t *labels, int batch, float scale,

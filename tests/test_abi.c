@@ -301,13 +301,14 @@ CHECK_SIZE(plast_rng, 16);
 
 Test(abi_layout, proj)
 {
-CHECK_SIZE(plast_proj, 56);
+CHECK_SIZE(plast_proj, 64);
     CHECK_MEMBER(plast_proj, classes, 0, 4);
     CHECK_MEMBER(plast_proj, n, 8, 8);
     CHECK_MEMBER(plast_proj, bound, 16, 4);
     CHECK_MEMBER(plast_proj, base, 24, 16);
     CHECK_MEMBER(plast_proj, matrix, 40, 8);
     CHECK_MEMBER(plast_proj, mem, 48, 8);
+    CHECK_MEMBER(plast_proj, offset, 56, 4);
 }
 
 #else

@@ -9,6 +9,7 @@
 #include "fpenv.h"
 #include "gemm.h"
 #include "layer.h"
+#include "local.h"
 #include "loss.h"
 #include "mem.h"
 #include "model.h"

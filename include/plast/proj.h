@@ -1,7 +1,7 @@
 /* plast/proj.h - fixed random projections of the label (DRTP, tpSGD).
  *
- * R [classes, n] with entries U(-bound, bound), drawn row by row (class 0
- * first) from stream (PROJ, block) of the run's seed, so row c starts
+ * R [classes, n] with entries offset + U(-bound, bound), drawn row by row
+ * (class 0 first) from stream (PROJ, block) of the run's seed, so row c starts
  * after c*n draws and can be regenerated alone with plast_rng_advance().
  * Stored as a matrix (rule category) or regenerated per example: both
  * give the same numbers. */
@@ -26,12 +26,18 @@ typedef struct plast_proj {
     plast_rng base;          /* stream at row 0 */
     plast_real *matrix;      /* [classes, n] or NULL (regenerate) */
     plast_mem *mem;
+    float offset;            /* added to every entry (0 for DRTP) */
 } plast_proj;
 
 /* He-uniform bound sqrt(6 / n). */
 float plast_proj_he_bound(size_t n);
 int plast_proj_init(plast_proj *p, plast_mem *mem, uint64_t seed, uint32_t block,
                     int classes, size_t n, float bound, int store_matrix, plast_err *e);
+/* Entries offset + U(-bound, bound): targets centred in an activation's
+ * range (tpSGD's target_uniform); plast_proj_init is offset 0. */
+int plast_proj_init_offset(plast_proj *p, plast_mem *mem, uint64_t seed, uint32_t block,
+                           int classes, size_t n, float offset, float bound, int store_matrix,
+                           plast_err *e);
 void plast_proj_fini(plast_proj *p);
 /* Row c into out[n] (copied from the matrix or regenerated). */
 void plast_proj_row(const plast_proj *p, int c, plast_real *out);

@@ -32,7 +32,6 @@ struct plast_rule {
     plast_model *model;
     int reduce;
     plast_proj *proj; /* one per hidden block */
-    int *inject;      /* layer whose output receives the signal, per hidden block */
 };
 
 static void drtp_destroy(plast_rule *r)
@@ -44,7 +43,6 @@ static void drtp_destroy(plast_rule *r)
     for (int k = 0; r->proj && k < hidden; k++)
         plast_proj_fini(&r->proj[k]);
     plast_mem_free(mem, r->proj);
-    plast_mem_free(mem, r->inject);
     plast_mem_free(mem, r);
 }
 
@@ -58,37 +56,15 @@ static void zero_block(plast_model *m, int k)
     }
 }
 
-/* DRTP defines a signal for a chain of one trainable layer and its
- * parameter-free followers; batchnorm (a second trained layer) and
- * residual connections (two-input layers) have none. */
-static int check_block(plast_model *m, int k, plast_err *e)
-{
-    const plast_block *b = plast_model_block(m, k);
-    if (b->trainable < 0)
-        return plast_err_set(e, PLAST_E_UNSUPPORTED, "drtp: block %d has no trainable layer", k);
-    for (int i = b->first; i <= b->last; i++) {
-        const plast_layer *l = plast_model_layer(m, i);
-        if (l->ninputs > 1 || (l->nparams > 0 && i != b->trainable))
-            return plast_err_set(e, PLAST_E_UNSUPPORTED,
-                                 "drtp: layer '%s' (%s) has no local learning signal; drtp "
-                                 "trains chains of one dense or conv2d layer and its "
-                                 "activation, pooling and flatten followers",
-                                 l->name, l->ops->name);
-    }
-    return PLAST_OK;
-}
-
-/* The signal enters at the block's activation output; no activation
- * means f' = 1, so at the trainable layer's output. */
+/* R_k covers the output of the block's activation (or of its trainable
+ * layer when it has none: f' = 1). */
 static int setup_block(plast_rule *r, int k, int store, plast_err *e)
 {
     plast_model *m = r->model;
-    const plast_block *b = plast_model_block(m, k);
-    int rc = check_block(m, k, e);
+    int rc = plast_local_check_block(m, k, "drtp", PLAST_LOCAL_LINEAR, e);
     if (rc)
         return rc;
-    r->inject[k] = b->inject >= 0 ? b->inject : b->trainable;
-    size_t n = plast_shape_size(&plast_model_layer(m, r->inject[k])->out);
+    size_t n = plast_shape_size(&plast_model_layer(m, plast_local_inject(m, k))->out);
     return plast_proj_init(&r->proj[k], plast_model_mem(m), plast_model_seed(m), (uint32_t)k,
                            plast_model_classes(m), n, plast_proj_he_bound(n),
                            store == STORE_MATRIX, e);
@@ -105,11 +81,9 @@ static int drtp_create(plast_rule **out, plast_model *m, const plast_args *a, pl
     r->reduce = plast_args_enum(a, "hidden_reduce");
     size_t nh = hidden > 0 ? (size_t)hidden : 1;
     r->proj = plast_mem_calloc(mem, PLAST_MEM_RULE, nh * sizeof *r->proj);
-    r->inject = plast_mem_calloc(mem, PLAST_MEM_RULE, nh * sizeof *r->inject);
-    int rc = r->proj && r->inject ? PLAST_OK
-                                  : plast_err_set(e, PLAST_E_NOMEM, "drtp: out of memory");
+    int rc = r->proj ? PLAST_OK : plast_err_set(e, PLAST_E_NOMEM, "drtp: out of memory");
     if (!rc)
-        rc = check_block(m, hidden, e);
+        rc = plast_local_check_block(m, hidden, "drtp", PLAST_LOCAL_LINEAR, e);
     for (int k = 0; k < hidden && !rc; k++) {
         rc = setup_block(r, k, plast_args_enum(a, "proj_store"), e);
         if (!rc && plast_args_bool(a, "zero_init_hidden"))
@@ -123,76 +97,16 @@ static int drtp_create(plast_rule **out, plast_model *m, const plast_args *a, pl
     return PLAST_OK;
 }
 
-/* D_k = R_k[label] * f'(A_k), written over A_k itself: once the block's
- * forward is done A_k is needed only for f', so the signal costs no
- * memory.  Row by row: the activation's backward is elementwise. */
-static int signal_in_place(plast_rule *r, int k, plast_block_run *run, const plast_batch *b,
-                           plast_tensor *a, const plast_ctx *ctx, plast_err *e)
-{
-    plast_layer *act = plast_model_layer(r->model, r->inject[k]);
-    int rc = plast_block_take_output(run, r->inject[k], a, e);
-    size_t n = r->proj[k].n;
-    plast_real *row = rc ? NULL : plast_mem_alloc(ctx->mem, PLAST_MEM_SCRATCH, n * sizeof *row);
-    if (!rc && !row)
-        rc = plast_err_set(e, PLAST_E_NOMEM, "drtp: out of memory");
-    float scale = r->reduce == REDUCE_MEAN ? 1.0f / (float)b->n : 1.0f;
-    for (int i = 0; i < b->n && !rc; i++) {
-        plast_proj_select(&r->proj[k], b->labels + i, 1, scale, row);
-        plast_tensor y = plast_tensor_view(a->data + (size_t)i * n, 1, &act->out);
-        plast_tensor g = plast_tensor_view(row, 1, &act->out);
-        rc = act->ops->backward(act, &y, &y, &g, &y, ctx, e);
-    }
-    plast_mem_free(ctx->mem, row);
-    return rc;
-}
-
-/* The signal G = R_k[label] at the injection point, back-propagated
- * through the layers between it and the trainable layer. */
-static int signal_at_inject(plast_rule *r, int k, plast_block_run *run, const plast_batch *b,
-                            plast_tensor *g, const plast_ctx *ctx, plast_err *e)
-{
-    const plast_tensor *a = plast_block_layer_output(run, r->inject[k]);
-    int rc = plast_tensor_alloc_dims(g, ctx->mem, PLAST_MEM_ACTIVATIONS, a->ndim, a->dim, e);
-    if (rc)
-        return rc;
-    float scale = r->reduce == REDUCE_MEAN ? 1.0f / (float)b->n : 1.0f;
-    plast_proj_select(&r->proj[k], b->labels, b->n, scale, g->data);
-    return PLAST_OK;
-}
-
-/* May D_k overwrite A_k?  When the activation directly follows the
- * trainable layer and A_k is not the block's output (conv -> tanh ->
- * pool: the pool output goes on; dense -> tanh: A_k is the next input). */
-static int signal_fits_in_place(plast_model *m, int k, int inject, plast_block_run *run)
-{
-    const plast_block *blk = plast_model_block(m, k);
-    const plast_layer *act = plast_model_layer(m, inject);
-    return inject != blk->trainable && (act->ops->flags & PLAST_LAYER_INPLACE) &&
-           plast_model_layer_input(m, inject, 0) == blk->trainable &&
-           plast_block_layer_output(run, inject)->data != plast_block_output(run)->data;
-}
-
-/* Train hidden block k on the label's projection; its gradient is used
- * and stepped at once. */
+/* Train hidden block k on the label's projection (the core's linear
+ * local signal: dJ/dA_k = R_k[label]); its gradient is stepped at once. */
 static int train_hidden(plast_rule *r, int k, plast_block_run *run, const plast_batch *b,
-                        const plast_ctx *ctx, plast_err *e)
+                        plast_err *e)
 {
-    plast_model *m = r->model;
-    plast_tensor sig;
-    int from, rc;
-    if (signal_fits_in_place(m, k, r->inject[k], run)) {
-        from = plast_model_block(m, k)->trainable;
-        rc = signal_in_place(r, k, run, b, &sig, ctx, e);
-    } else {
-        from = r->inject[k];
-        rc = signal_at_inject(r, k, run, b, &sig, ctx, e);
-    }
+    float scale = r->reduce == REDUCE_MEAN ? 1.0f / (float)b->n : 1.0f;
+    int rc = plast_local_backward(r->model, run, &r->proj[k], b->labels, b->n,
+                                  PLAST_LOCAL_LINEAR, scale, e);
     if (!rc)
-        rc = plast_block_backward(m, run, from, &sig, NULL, ctx, e);
-    else
-        plast_tensor_free(&sig);
-    if (!rc)
-        plast_model_step_block(m, k);
+        plast_model_step_block(r->model, k);
     return rc;
 }
 
@@ -220,7 +134,7 @@ static int train_block(void *user, int k, plast_block_run *run, plast_err *e)
     drtp_pass *p = user;
     plast_ctx ctx = plast_model_ctx(p->r->model, 1);
     if (k < plast_model_nblocks(p->r->model) - 1)
-        return train_hidden(p->r, k, run, p->b, &ctx, e);
+        return train_hidden(p->r, k, run, p->b, e);
     return train_output(p->r, k, run, p->b, p->st, &ctx, e);
 }
 
