@@ -27,6 +27,35 @@ int cli_usage_error(const char *fmt, ...) PLAST_PRINTF(1, 2);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_rules(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+
+/* ---- one training run, shared by train and compare (cli_train.c) ---- */
+
+enum { PROGRESS_AUTO, PROGRESS_BAR, PROGRESS_LINES, PROGRESS_NONE };
+
+typedef struct train_opts {
+    const char *ini;
+    const char *resume;
+    const char *checkpoint; /* eval: the weights; train: [run] checkpoint */
+    int progress;
+    int quiet;              /* no summary table on stdout */
+    int nsets;
+    char **sets;            /* "section.key=value", applied in order */
+} train_opts;
+
+/* "auto", "bar", "lines", "none" -> PROGRESS_*; -1 if none of them. */
+int cli_parse_progress(const char *v, int *out);
+/* Load o->ini, apply o->sets, build the trainer (which applies the rule
+ * section's overrides to *cfg).  The caller destroys all three. */
+int cli_setup(const train_opts *o, plast_config **cfg, plast_registry **reg, plast_trainer **t,
+              plast_err *e);
+/* Train as `plast train` does: progress, the JSONL log ([run] log: meta,
+ * epochs, summary), the summary table unless o->quiet, the error line.
+ * *status gets the trainer's plast_status.  Returns the exit code, or -1
+ * after an interrupt (then end with cli_exit_interrupted()). */
+int cli_train_run(const train_opts *o, const plast_config *cfg, plast_trainer *t, int *status);
+/* Die by the signal that stopped training; returns only if it cannot. */
+int cli_exit_interrupted(void);
 
 /* Registry with PLAST_PLUGIN_VERBOSE lines sent to stderr. */
 int cli_registry(plast_registry **out, plast_err *e);

@@ -13,17 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-
-enum { PROGRESS_AUTO, PROGRESS_BAR, PROGRESS_LINES, PROGRESS_NONE };
-
-typedef struct train_opts {
-    const char *ini;
-    const char *resume;
-    const char *checkpoint; /* eval: the weights; train: [run] checkpoint */
-    int progress;
-    int nsets;
-    char **sets;            /* "section.key=value" */
-} train_opts;
+#include "report.h"
 
 #define MAX_EPOCHS_KEPT 100000
 #define POOL_N 8       /* shorthand options kept as --set lines */
@@ -31,8 +21,10 @@ typedef struct train_opts {
 
 typedef struct run_state {
     FILE *log;
+    const plast_config *cfg; /* as the trainer applied it: fingerprinted in the log */
     int bar;                /* draw a live bar on stderr */
     int progress;
+    int quiet;              /* no summary table on stdout */
     double last_draw;
     int bar_shown;
     plast_trainer *t;
@@ -181,22 +173,41 @@ static void on_epoch(void *user, const plast_epoch_report *r)
 
 /* ---- the log's first and last records ---- */
 
+/* Elements of the model's parameters (buffers such as running statistics
+ * excluded), without the flat array's rounding. */
+static size_t primary_params(plast_model *m)
+{
+    size_t n = 0;
+    for (int i = 0; i < plast_model_nlayers(m); i++) {
+        const plast_layer *l = plast_model_layer(m, i);
+        for (int p = 0; p < l->nparams; p++)
+            if (!(l->param[p].flags & PLAST_PARAM_BUFFER))
+                n += l->param[p].count;
+    }
+    return n;
+}
+
 static void log_meta(run_state *s, const train_opts *o)
 {
     plast_trainer *t = s->t;
     plast_model *m = plast_trainer_model(t);
     FILE *f = s->log;
+    /* params_aux (a rule's auxiliary networks) and forward passes per
+     * update are 0 and 1 until a rule can declare them */
     fprintf(f,
             "{\"type\":\"meta\",\"version\":\"%s\",\"abi\":%u,\"config\":\"%s\",\"rule\":\"%s\","
             "\"rule_file\":\"%s\",\"seed\":%llu,\"threads\":%d,\"batch\":%d,\"epochs\":%d,"
-            "\"ftz\":%s,\"params\":%zu,\"flops_per_sample\":%llu,\"train_samples\":%zu,"
-            "\"test_samples\":%zu,\"forward_passes_per_update\":1,\"resumed\":%s}\n",
+            "\"ftz\":%s,\"params\":%zu,\"params_primary\":%zu,\"params_aux\":0,"
+            "\"flops_per_sample\":%llu,\"train_samples\":%zu,"
+            "\"test_samples\":%zu,\"forward_passes_per_update\":1,\"config_hash\":\"%016llx\","
+            "\"resumed\":%s}\n",
             plast_version(), PLAST_ABI_VERSION, o->ini, plast_trainer_rule_name(t),
             plast_trainer_rule_file(t), (unsigned long long)plast_trainer_seed(t),
             plast_trainer_threads(t), plast_trainer_batch(t), plast_trainer_epochs(t),
             plast_trainer_flush_denormals(t) ? "true" : "false", plast_model_nparams(m),
-            (unsigned long long)plast_model_flops(m), plast_trainer_train_samples(t),
-            plast_trainer_test_samples(t), o->resume ? "true" : "false");
+            primary_params(m), (unsigned long long)plast_model_flops(m),
+            plast_trainer_train_samples(t), plast_trainer_test_samples(t),
+            (unsigned long long)report_config_hash(s->cfg), o->resume ? "true" : "false");
     fflush(f);
 }
 
@@ -264,7 +275,7 @@ static void print_summary(run_state *s, double med, double lo, double hi)
 
 /* ---- options ---- */
 
-static int parse_progress(const char *v, int *out)
+int cli_parse_progress(const char *v, int *out)
 {
     static const char *const names[] = {"auto", "bar", "lines", "none"};
     for (int i = 0; i < 4; i++)
@@ -354,7 +365,7 @@ static int parse_train_opts(int argc, char **argv, train_opts *o, char pool[][PO
         case 'R': o->resume = optarg; break;
         case 'c': o->checkpoint = optarg; break;
         case 'p':
-            if (parse_progress(optarg, &o->progress))
+            if (cli_parse_progress(optarg, &o->progress))
                 return cli_usage_error("--progress: expected auto, bar, lines or none, found '%s'",
                                        optarg);
             break;
@@ -381,9 +392,8 @@ static int parse_train_opts(int argc, char **argv, train_opts *o, char pool[][PO
     return EXIT_OK;
 }
 
-/* Load the INI file, apply the --set lines, build the trainer. */
-static int setup(const train_opts *o, plast_config **cfg, plast_registry **reg,
-                 plast_trainer **t, plast_err *e)
+int cli_setup(const train_opts *o, plast_config **cfg, plast_registry **reg, plast_trainer **t,
+              plast_err *e)
 {
     int rc = plast_config_load(cfg, o->ini, e);
     for (int i = 0; i < o->nsets && !rc; i++)
@@ -422,7 +432,7 @@ static int finish(run_state *s, int rc, const plast_err *e)
         log_summary(s, med, lo, hi, rc);
         fclose(s->log);
     }
-    if (rc == PLAST_OK || rc == PLAST_E_CANCELED)
+    if ((rc == PLAST_OK || rc == PLAST_E_CANCELED) && !s->quiet)
         print_summary(s, med, lo, hi);
     if (rc == PLAST_E_CANCELED) {
         fflush(stdout);
@@ -432,6 +442,46 @@ static int finish(run_state *s, int rc, const plast_err *e)
         return -1;
     }
     return rc ? cli_fail(e) : EXIT_OK;
+}
+
+int cli_train_run(const train_opts *o, const plast_config *cfg, plast_trainer *t, int *status)
+{
+    plast_err e;
+    run_state s;
+    memset(&s, 0, sizeof s);
+    s.final_test_acc = s.best_test_acc = NAN;
+    s.t = t;
+    s.cfg = cfg;
+    s.quiet = o->quiet;
+    if ((*status = open_log(&s, o, &e)))
+        return fail_output(&e);
+    s.epoch_s = calloc(MAX_EPOCHS_KEPT, sizeof *s.epoch_s);
+    if (!s.epoch_s) {
+        if (s.log)
+            fclose(s.log);
+        *status = plast_err_set(&e, PLAST_E_NOMEM, "out of memory");
+        return cli_fail(&e);
+    }
+    s.progress = o->progress;
+    s.bar = o->progress == PROGRESS_BAR || (o->progress == PROGRESS_AUTO && isatty(STDERR_FILENO));
+    if (s.log)
+        log_meta(&s, o);
+    install_signals();
+    s.rss_before = rss_now();
+    plast_train_hooks h = {&s, should_stop, on_batch, on_epoch};
+    *status = plast_trainer_run(t, &h, &e);
+    int ex = finish(&s, *status, &e);
+    free(s.epoch_s);
+    return ex;
+}
+
+int cli_exit_interrupted(void)
+{
+    /* die by the same signal so that calling scripts stop too */
+    int sig = stop_signal ? stop_signal : SIGINT;
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return 128 + sig;
 }
 
 int cmd_train(int argc, char **argv)
@@ -445,46 +495,15 @@ int cmd_train(int argc, char **argv)
     plast_registry *reg = NULL;
     plast_trainer *t = NULL;
     plast_err e;
-    run_state s;
-    memset(&s, 0, sizeof s);
-    s.final_test_acc = s.best_test_acc = NAN;
-    int rc = setup(&o, &cfg, &reg, &t, &e);
+    int rc = cli_setup(&o, &cfg, &reg, &t, &e);
     if (!rc && o.resume)
         rc = plast_trainer_resume(t, o.resume, &e);
-    s.t = t;
-    if (!rc && (rc = open_log(&s, &o, &e)))
-        ex = fail_output(&e);
-    else if (rc)
-        ex = cli_fail(&e);
-    s.epoch_s = rc ? NULL : calloc(MAX_EPOCHS_KEPT, sizeof *s.epoch_s);
-    if (!rc && !s.epoch_s) {
-        rc = plast_err_set(&e, PLAST_E_NOMEM, "out of memory");
-        ex = cli_fail(&e);
-    }
-    if (!rc) {
-        s.progress = o.progress;
-        s.bar = o.progress == PROGRESS_BAR ||
-                (o.progress == PROGRESS_AUTO && isatty(STDERR_FILENO));
-        if (s.log)
-            log_meta(&s, &o);
-        install_signals();
-        s.rss_before = rss_now();
-        plast_train_hooks h = {&s, should_stop, on_batch, on_epoch};
-        rc = plast_trainer_run(t, &h, &e);
-        ex = finish(&s, rc, &e);
-    }
-    free(s.epoch_s);
+    ex = rc ? cli_fail(&e) : cli_train_run(&o, cfg, t, &rc);
     free(o.sets);
     plast_trainer_destroy(t);
     plast_registry_destroy(reg);
     plast_config_destroy(cfg);
-    if (ex < 0) { /* interrupted: die by the same signal so callers see it */
-        int sig = stop_signal ? stop_signal : SIGINT;
-        signal(sig, SIG_DFL);
-        raise(sig);
-        return 128 + sig;
-    }
-    return ex;
+    return ex < 0 ? cli_exit_interrupted() : ex;
 }
 
 int cmd_eval(int argc, char **argv)
@@ -499,7 +518,7 @@ int cmd_eval(int argc, char **argv)
     plast_trainer *t = NULL;
     plast_err e;
     double loss = NAN, acc = NAN;
-    int rc = setup(&o, &cfg, &reg, &t, &e);
+    int rc = cli_setup(&o, &cfg, &reg, &t, &e);
     if (!rc)
         rc = plast_trainer_load_weights(t, o.checkpoint, &e);
     if (!rc)

@@ -1,4 +1,4 @@
-/* plast.c - the plast command: train, eval and list learning rules. */
+/* plast.c - the plast command: train, eval, compare and list learning rules. */
 #include "config.h"
 
 #include <locale.h>
@@ -20,6 +20,9 @@ static void print_help(void)
           "  rules              list the learning rules found and their files\n"
           "  rules --describe NAME\n"
           "                     show a rule's parameters, types, defaults and help\n"
+          "  compare FILE.ini --rules NAME,NAME...\n"
+          "                     train the model under each rule (and seed); table\n"
+          "                     and figures of accuracy, time and memory\n"
           "\n"
           "Options of train:\n"
           "  -r, --rule=NAME        use rule NAME instead of [rule] name\n"
@@ -31,6 +34,13 @@ static void print_help(void)
           "      --log=FILE         JSON-lines metrics file ([run] log)\n"
           "      --checkpoint=FILE  checkpoint after every epoch ([run] checkpoint)\n"
           "      --progress=WHEN    auto (bar on a terminal), bar, lines or none\n"
+          "\n"
+          "Options of compare:\n"
+          "      --rules=LIST       comma-separated rules to train (required)\n"
+          "      --seeds=LIST       comma-separated seeds (default: the [run] seed)\n"
+          "  -e, --epochs=N         train N epochs\n"
+          "  -o, --out=DIR          logs, table and figures (default: compare-FILE)\n"
+          "  -S, --set=SEC.KEY=VAL  and --progress=WHEN, as for train\n"
           "\n"
           "  -h, --help             show this help and exit\n"
           "  -V, --version          show version information and exit\n"
@@ -70,7 +80,7 @@ int main(int argc, char **argv)
     setlocale(LC_ALL, "");
     setlocale(LC_NUMERIC, "C"); /* strtod and printf use '.' */
     if (argc < 2)
-        return cli_usage_error("missing command (train, eval or rules)");
+        return cli_usage_error("missing command (train, eval, rules or compare)");
     const char *cmd = argv[1];
     if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
         print_help();
@@ -86,5 +96,7 @@ int main(int argc, char **argv)
         return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "rules"))
         return cmd_rules(argc - 1, argv + 1);
-    return cli_usage_error("unknown command '%s' (expected train, eval or rules)", cmd);
+    if (!strcmp(cmd, "compare"))
+        return cmd_compare(argc - 1, argv + 1);
+    return cli_usage_error("unknown command '%s' (expected train, eval, rules or compare)", cmd);
 }

@@ -55,7 +55,7 @@ typedef struct run_log {
     int epochs_run;             /* summary */
     int nepochs;                /* highest epoch record seen */
     double *test_acc, *train_s, *samples_per_s; /* [epoch - 1]; NaN if missing */
-    double peak[REPORT_NCAT];   /* bytes, largest of any epoch record */
+    double peak[REPORT_NCAT];   /* bytes, largest of any epoch record (NaN: none) */
 } run_log;
 
 /* Read a log.  A missing file is PLAST_E_NOENT, a record that is not a
@@ -76,7 +76,7 @@ typedef struct rule_row {
                                    (fraction; sample std, 0 for one run; NaN if none) */
     double gap;                 /* acc_mean - bp's acc_mean; NaN without bp */
     double epoch_s, samples_per_s; /* medians over every epoch of every seed */
-    double peak[REPORT_NCAT];   /* bytes, largest over the seeds */
+    double peak[REPORT_NCAT];   /* bytes, largest over the seeds (NaN: no epoch ended) */
     double params, params_aux, fwd_per_update;
     int ncurve;
     double *curve;              /* mean test accuracy per epoch (fraction) */
@@ -90,8 +90,10 @@ void report_gaps(rule_row *rows, int n);
 
 void report_markdown(FILE *f, const rule_row *rows, int n);
 void report_csv(FILE *f, const rule_row *rows, int n);
-void report_accuracy_svg(FILE *f, const rule_row *rows, int n, const char *title);
-void report_memory_svg(FILE *f, const rule_row *rows, int n, const char *title);
+/* The figures: test accuracy per epoch (one line per rule, mean over its
+ * seeds) and peak memory per category (one stacked bar per rule, MiB). */
+int report_accuracy_svg(FILE *f, const rule_row *rows, int n, const char *title, plast_err *e);
+int report_memory_svg(FILE *f, const rule_row *rows, int n, const char *title, plast_err *e);
 
 /* ---- statistics (of finite values; NaN for none) ---- */
 

@@ -10,7 +10,7 @@
 #include "svg.h"
 
 /* Canvas and plot area (user units of the viewBox). */
-enum { W = 780, H = 460, LEFT = 84, RIGHT = W - 190, TOP = 58, BOTTOM = H - 66 };
+enum { W = 800, H = 460, LEFT = 84, RIGHT = W - 216, TOP = 58, BOTTOM = H - 66 };
 
 static const char *const palette[] = {
     /* Okabe-Ito: distinguishable with the common colour-vision deficiencies */
@@ -109,7 +109,8 @@ static void begin(FILE *f, const char *title)
                "font-size=\"13\" fill=\"#222\">\n<title>",
             W, H, W, H);
     svg_escape(f, title);
-    fprintf(f, "</title>\n<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n", W, H);
+    fprintf(f, "</title>\n<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n", W,
+            H);
     text(f, (LEFT + RIGHT) / 2.0, 30, "middle", " font-size=\"17\" font-weight=\"bold\"", title);
 }
 
@@ -181,10 +182,15 @@ static const char *dash(int i)
 
 static void series(FILE *f, const frame *fr, const svg_series *s, int i)
 {
+    int k = 0;
+    for (int j = 0; j < s->n; j++)
+        k += isfinite(s->x[j]) && isfinite(s->y[j]);
+    if (!k) /* no line at all rather than an empty one (some viewers object) */
+        return;
     fprintf(f, "<g class=\"series\">\n<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s "
                "points=\"",
             svg_colour(i), dash(i));
-    int k = 0;
+    k = 0;
     for (int j = 0; j < s->n; j++)
         if (isfinite(s->x[j]) && isfinite(s->y[j]))
             fprintf(f, "%s%.2f,%.2f", k++ ? " " : "", px(fr, s->x[j]), py(fr, s->y[j]));
@@ -192,10 +198,13 @@ static void series(FILE *f, const frame *fr, const svg_series *s, int i)
     for (int j = 0; j < s->n; j++) {
         if (!isfinite(s->x[j]) || !isfinite(s->y[j]))
             continue;
-        fprintf(f, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"3.5\" fill=\"%s\"><title>",
-                px(fr, s->x[j]), py(fr, s->y[j]), svg_colour(i));
+        /* the tooltip as a group's first child: renderers that ignore
+         * <title> inside a shape may drop the shape */
+        fputs("<g><title>", f);
         svg_escape(f, s->name);
-        fprintf(f, ": %g, %.4g</title></circle>\n", s->x[j], s->y[j]);
+        fprintf(f, ": %g, %.4g</title><circle cx=\"%.2f\" cy=\"%.2f\" r=\"3.5\" "
+                   "fill=\"%s\"/></g>\n",
+                s->x[j], s->y[j], px(fr, s->x[j]), py(fr, s->y[j]), svg_colour(i));
     }
     fputs("</g>\n", f);
 }
@@ -208,7 +217,7 @@ static void line_legend(FILE *f, const svg_line_chart *c)
                    "stroke-width=\"2\"%s/><circle cx=\"%d\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n",
                 RIGHT + 18, y, RIGHT + 46, y, svg_colour(i), dash(i), RIGHT + 32, y,
                 svg_colour(i));
-        text(f, RIGHT + 54, y + 4.5, "start", "", c->series[i].name);
+        text(f, RIGHT + 54, y + 4.5, "start", " font-size=\"12\"", c->series[i].name);
     }
 }
 
@@ -253,6 +262,14 @@ static double bar_total(const svg_bar_chart *c, int b)
     return t;
 }
 
+static int bar_measured(const svg_bar_chart *c, int b)
+{
+    for (int s = 0; s < c->nstacks; s++)
+        if (isfinite(c->values[b * c->nstacks + s]))
+            return 1;
+    return 0;
+}
+
 static int stack_used(const svg_bar_chart *c, int s)
 {
     for (int b = 0; b < c->nbars; b++)
@@ -261,7 +278,8 @@ static int stack_used(const svg_bar_chart *c, int s)
     return 0;
 }
 
-static void bar(FILE *f, const frame *fr, const svg_bar_chart *c, int b)
+/* Bar b, its segments bottom-up, its total on top with `dec` decimals. */
+static void bar(FILE *f, const frame *fr, const svg_bar_chart *c, int b, int dec)
 {
     double slot = (double)(RIGHT - LEFT) / c->nbars;
     double w = fmin(slot * 0.6, 90), x = LEFT + slot * b + (slot - w) / 2, base = 0;
@@ -272,18 +290,21 @@ static void bar(FILE *f, const frame *fr, const svg_bar_chart *c, int b)
         if (!(isfinite(v) && v > 0))
             continue;
         double ytop = py(fr, base + v);
-        fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\">"
-                   "<title>",
-                x, ytop, w, py(fr, base) - ytop, svg_colour(s));
+        fputs("<g><title>", f);
         svg_escape(f, c->bar_names[b]);
         fputs(", ", f);
         svg_escape(f, c->stack_names[s]);
         fprintf(f, ": %.4g ", v);
         svg_escape(f, c->unit);
-        fputs("</title></rect>\n", f);
+        fprintf(f, "</title><rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" "
+                   "fill=\"%s\"/></g>\n",
+                x, ytop, w, py(fr, base) - ytop, svg_colour(s));
         base += v;
     }
-    snprintf(buf, sizeof buf, "%.2f %s", base, c->unit);
+    if (bar_measured(c, b))
+        snprintf(buf, sizeof buf, "%.*f %s", dec, base, c->unit);
+    else
+        snprintf(buf, sizeof buf, "no data");
     text(f, x + w / 2, py(fr, base) - 6, "middle", " font-size=\"12\"", buf);
     text(f, x + w / 2, BOTTOM + 19, "middle", "", c->bar_names[b]);
     fputs("</g>\n", f);
@@ -300,7 +321,7 @@ static void bar_legend(FILE *f, const svg_bar_chart *c)
         double y = TOP + 10 + 24.0 * row++;
         fprintf(f, "<rect x=\"%d\" y=\"%.1f\" width=\"14\" height=\"14\" fill=\"%s\"/>\n",
                 RIGHT + 22, y - 7, svg_colour(s));
-        text(f, RIGHT + 44, y + 4.5, "start", "", c->stack_names[s]);
+        text(f, RIGHT + 44, y + 4.5, "start", " font-size=\"12\"", c->stack_names[s]);
     }
 }
 
@@ -315,8 +336,9 @@ void svg_write_bar_chart(FILE *f, const svg_bar_chart *c)
     fr.y1 = last;
     begin(f, c->title);
     axes(f, &fr, 1, ystep, 0, c->xlabel, c->ylabel);
+    int dec = tick_decimals(ystep) + 1; /* one more than the axis: totals differ less */
     for (int b = 0; b < c->nbars; b++)
-        bar(f, &fr, c, b);
+        bar(f, &fr, c, b, dec < 2 ? 2 : dec);
     bar_legend(f, c);
     fputs("</svg>\n", f);
 }

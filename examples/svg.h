@@ -3,8 +3,10 @@
  * ticks, axis labels and a legend.  Private to examples/.
  *
  * The writers print to a stdio stream; the caller checks ferror().  Text
- * is XML-escaped.  Non-finite values are not drawn (a point is skipped, a
- * bar segment counts as 0). */
+ * is XML-escaped.  Non-finite values are not drawn: a point is skipped (a
+ * series without any point gets no line, only its legend entry), a bar
+ * segment counts as 0 and a bar without any finite value is labelled
+ * "no data". */
 #ifndef PLAST_SVG_H
 #define PLAST_SVG_H
 
@@ -30,7 +32,7 @@ typedef struct svg_bar_chart {
     int nbars, nstacks;
     const char *const *bar_names;   /* nbars labels under the bars */
     const char *const *stack_names; /* nstacks legend entries, bottom first */
-    const double *values;           /* nbars x nstacks, row-major, >= 0 */
+    const double *values;           /* nbars x nstacks, row-major, >= 0 or NaN */
 } svg_bar_chart;
 
 void svg_write_line_chart(FILE *f, const svg_line_chart *c);
