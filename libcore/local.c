@@ -15,6 +15,19 @@ int plast_local_inject(const plast_model *m, int k)
     return b->inject >= 0 ? b->inject : b->trainable;
 }
 
+void plast_local_target_range(const plast_model *m, int k, float *offset, float *gamma)
+{
+    const plast_layer *act = plast_model_layer((plast_model *)m, plast_local_inject(m, k));
+    if (act->ops == &plast_layer_tanh)
+        *offset = 0.0f, *gamma = 0.5f;
+    else if (act->ops == &plast_layer_sigmoid)
+        *offset = 0.5f, *gamma = 0.4f;
+    else if (act->ops == &plast_layer_relu)
+        *offset = 0.5f, *gamma = 0.5f;
+    else
+        *offset = 0.0f, *gamma = 1.0f; /* no activation: identity */
+}
+
 int plast_local_check_block(const plast_model *m, int k, const char *rule,
                             plast_local_loss loss, plast_err *e)
 {

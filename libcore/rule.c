@@ -33,3 +33,14 @@ int plast_rule_loss(plast_model *m, const plast_tensor *logits, const plast_batc
     st->count = b->n;
     return PLAST_OK;
 }
+
+int plast_rule_output_backward(plast_model *m, plast_block_run *run, const plast_batch *b,
+                               plast_stats *st, plast_err *e)
+{
+    plast_ctx ctx = plast_model_ctx(m, 1);
+    plast_tensor dy;
+    int rc = plast_rule_loss(m, plast_block_output(run), b, st, &dy, e);
+    if (!rc)
+        rc = plast_block_backward(m, run, run->first + run->n - 1, &dy, NULL, &ctx, e);
+    return rc;
+}

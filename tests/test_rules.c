@@ -439,3 +439,149 @@ Test(drtp, conv_step_equals_the_definition)
     free(before);
     tu_net_fini(&n);
 }
+
+/* ---- tpSGD (ALGORITHMS.md §4.7) ---- */
+
+Test(tpsgd, linear_equals_drtp_bit_for_bit)
+{
+    size_t na, nb;
+    float *a = weights_after("drtp", "[rule.drtp]\nhidden_reduce = mean\n", 50, &na);
+    float *b = weights_after("tpsgd", "[rule.tpsgd]\nlocal_loss = linear\n", 50, &nb);
+    cr_assert(eq(sz, na, nb));
+    cr_expect(memcmp(a, b, na * sizeof *a) == 0, "tpsgd linear differs from drtp");
+    free(a);
+    free(b);
+    /* and on a convolution: one step each */
+    size_t pa, pb;
+    a = conv_weights_after_step("maxpool", 4, &na, &pa);
+    tu_net n;
+    plast_shape in = {3, {1, 6, 6}};
+    char ini[700];
+    snprintf(ini, sizeof ini, "%s[rule.tpsgd]\nlocal_loss = linear\n", conv_ini("maxpool"));
+    tu_net_init_shape(&n, ini, &in, 3, "tpsgd", 4);
+    tu_net_create_rule(&n);
+    float x[4 * 36];
+    int32_t y[4] = {0, 1, 2, 1};
+    plast_rng r;
+    plast_rng_seed(&r, 3, 3);
+    for (int i = 0; i < 4 * 36; i++)
+        x[i] = plast_rng_uniform(&r, -1, 1);
+    tu_step(&n, x, y, 4, 36);
+    cr_expect(memcmp(a, plast_model_layer(n.model, 0)->param[0].w, na * sizeof *a) == 0,
+              "conv: tpsgd linear differs from drtp");
+    (void)pb;
+    free(a);
+    tu_net_fini(&n);
+}
+
+/* N0 with the target row t = [0.25, 0.7] set by hand. */
+static void n0_local_grad(plast_local_loss loss, const char *act, float *gw)
+{
+    tu_net n;
+    plast_err e;
+    char ini[300];
+    snprintf(ini, sizeof ini,
+             "[layer.h]\ntype = dense\nunits = 2\n[layer.a]\ntype = %s\n"
+             "[layer.out]\ntype = dense\nunits = 2\n[optimizer]\ntype = sgd\nlr = 1\n",
+             act);
+    tu_net_init(&n, ini, 2, 2, "tpsgd", 1);
+    set_n0(n.model);
+    float rows[4] = {0.5f, -0.5f, 0.25f, 0.7f};
+    plast_proj p;
+    memset(&p, 0, sizeof p);
+    p.classes = 2;
+    p.n = 2;
+    p.matrix = rows;
+    plast_ctx ctx = plast_model_ctx(n.model, 1);
+    plast_tensor x = plast_tensor_view((float *)n0_x, 1, plast_model_input_shape(n.model));
+    plast_block_run run;
+    CHECK_OK(plast_block_forward(n.model, 0, &x, &run, &ctx, &e), e);
+    CHECK_OK(plast_local_backward(n.model, &run, &p, n0_label, 1, loss, 1.0f, &e), e);
+    plast_block_release(n.model, &run, NULL);
+    memcpy(gw, plast_model_layer(n.model, 0)->param[0].g, 4 * sizeof *gw);
+    tu_net_fini(&n);
+}
+
+Test(tpsgd, toy_net_n0_local_losses)
+{
+    float g[4];
+    n0_local_grad(PLAST_LOCAL_LINEAR, "relu", g);
+    expect_near(g, (const float[]){0, 0, 0.7f, 1.4f}, 4, 1e-6, "linear grad W1");
+    n0_local_grad(PLAST_LOCAL_MSE, "relu", g);
+    expect_near(g, (const float[]){0, 0, 0.8f, 1.6f}, 4, 1e-6, "mse grad W1");
+    n0_local_grad(PLAST_LOCAL_L1, "relu", g);
+    expect_near(g, (const float[]){0, 0, 1.0f, 2.0f}, 4, 1e-6, "l1 grad W1");
+}
+
+/* bce on a sigmoid block: the fused D = a - t equals G * a(1 - a) with
+ * G = dBCE/da = (a - t) / (a (1 - a)). */
+Test(tpsgd, bce_fused_equals_the_chain_rule)
+{
+    float g[4];
+    n0_local_grad(PLAST_LOCAL_BCE, "sigmoid", g);
+    const float z[2] = {-1.0f, 1.5f}, t[2] = {0.25f, 0.7f};
+    for (int u = 0; u < 2; u++) {
+        double a = 1.0 / (1.0 + exp(-z[u]));
+        double chain = (a - t[u]) / (a * (1 - a)) * a * (1 - a);
+        for (int j = 0; j < 2; j++)
+            cr_expect(fabs(g[u * 2 + j] - chain * n0_x[j]) < 1e-6, "unit %d input %d: %g vs %g",
+                      u, j, g[u * 2 + j], chain * n0_x[j]);
+    }
+}
+
+/* mse fixed point: targets equal to the activations give no gradient;
+ * l1 is scale-free: errors 10 times larger give the same update. */
+Test(tpsgd, mse_fixed_point_and_l1_scale)
+{
+    tu_net n;
+    plast_err e;
+    tu_net_init(&n, "[layer.h]\ntype = dense\nunits = 2\n[layer.out]\ntype = dense\nunits = 2\n"
+                    "[optimizer]\ntype = sgd\nlr = 1\n",
+                2, 2, "tpsgd", 1);
+    plast_layer *h = plast_model_layer(n.model, 0);
+    const float w1[4] = {1, -1, 0.5f, 0.5f};
+    memcpy(h->param[0].w, w1, sizeof w1);
+    memset(h->param[1].w, 0, 2 * sizeof(float));
+    /* identity activation: A = Z = [-1, 1.5] for x = [1, 2] */
+    float rows[4] = {0, 0, -1.0f, 1.5f};
+    plast_proj p;
+    memset(&p, 0, sizeof p);
+    p.classes = 2;
+    p.n = 2;
+    p.matrix = rows;
+    plast_ctx ctx = plast_model_ctx(n.model, 1);
+    plast_tensor x = plast_tensor_view((float *)n0_x, 1, plast_model_input_shape(n.model));
+    plast_block_run run;
+    CHECK_OK(plast_block_forward(n.model, 0, &x, &run, &ctx, &e), e);
+    CHECK_OK(plast_local_backward(n.model, &run, &p, n0_label, 1, PLAST_LOCAL_MSE, 1.0f, &e), e);
+    plast_block_release(n.model, &run, NULL);
+    for (int i = 0; i < 4; i++)
+        cr_expect(h->param[0].g[i] == 0.0f, "mse at its target: grad[%d] = %g", i,
+                  h->param[0].g[i]);
+    float g1[4], g10[4];
+    for (int s = 0; s < 2; s++) {
+        rows[2] = s ? -1.0f + 10 * 0.3f : -1.0f + 0.3f; /* error 0.3 or 3 */
+        rows[3] = s ? 1.5f - 10 * 0.2f : 1.5f - 0.2f;
+        memset(h->param[0].g, 0, 4 * sizeof(float));
+        CHECK_OK(plast_block_forward(n.model, 0, &x, &run, &ctx, &e), e);
+        CHECK_OK(plast_local_backward(n.model, &run, &p, n0_label, 1, PLAST_LOCAL_L1, 1.0f, &e),
+                 e);
+        plast_block_release(n.model, &run, NULL);
+        memcpy(s ? g10 : g1, h->param[0].g, sizeof g1);
+    }
+    cr_expect(memcmp(g1, g10, sizeof g1) == 0, "l1 depends on the error's size");
+    tu_net_fini(&n);
+}
+
+Test(tpsgd, learns_and_refuses_bce_without_sigmoid)
+{
+    tu_net n;
+    plast_err e;
+    tu_net_init(&n, mlp_ini("[rule.tpsgd]\nlocal_loss = bce\n"), F, C, "tpsgd", 5);
+    cr_assert(eq(int, n.ops->create(&n.rule, n.model, n.rule_args, &e), PLAST_E_UNSUPPORTED));
+    cr_expect(strstr(e.msg, "local_loss = bce needs a sigmoid activation in block 0, found tanh") !=
+                  NULL,
+              "%s", e.msg);
+    n.rule = NULL;
+    tu_net_fini(&n);
+}

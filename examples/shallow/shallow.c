@@ -61,11 +61,7 @@ static int train_block(void *user, int k, plast_block_run *run, plast_err *e)
     plast_model *m = p->r->model;
     if (k < plast_model_nblocks(m) - 1)
         return PLAST_OK;
-    plast_ctx ctx = plast_model_ctx(m, 1);
-    plast_tensor dy;
-    int rc = plast_rule_loss(m, plast_block_output(run), p->b, p->st, &dy, e);
-    if (!rc)
-        rc = plast_block_backward(m, run, run->first + run->n - 1, &dy, NULL, &ctx, e);
+    int rc = plast_rule_output_backward(m, run, p->b, p->st, e);
     if (!rc && p->r->train_bias_only)
         drop_weight_grad(m, k);
     if (!rc)

@@ -41,6 +41,11 @@ extern const char *const plast_local_loss_names[];
  * or its trainable layer when it has none (f' = 1). */
 int plast_local_inject(const plast_model *m, int k);
 
+/* Targets centred in the range of block k's activation, offset +
+ * gamma*U(-1,1) (ALGORITHMS.md §4.3): tanh 0 +- 0.5, sigmoid 0.5 +- 0.4,
+ * relu 0.5 +- 0.5, none (identity) 0 +- 1. */
+void plast_local_target_range(const plast_model *m, int k, float *offset, float *gamma);
+
 /* Check that block k is a chain of one trainable layer and parameter-free
  * followers (no batchnorm, no residual add): `rule` names the caller in
  * the message.  For bce, the activation must be a sigmoid. */

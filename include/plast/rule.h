@@ -57,6 +57,12 @@ typedef struct plast_rule_ops {
     int (*load_state)(plast_rule *r, plast_reader *rd, plast_err *e);
 } plast_rule_ops;
 
+/* Train the output block of a local rule on the model loss: the loss of
+ * its output (stats filled), back-propagated through the block to its
+ * parameters (no gradient leaves the block).  The caller steps it. */
+int plast_rule_output_backward(plast_model *m, plast_block_run *run, const plast_batch *b,
+                               plast_stats *st, plast_err *e);
+
 /* Forward of the output block's loss: the loss value, correct count and
  * (if grad is not NULL) dLoss/dlogits allocated into *grad. */
 int plast_rule_loss(plast_model *m, const plast_tensor *logits, const plast_batch *b,

@@ -110,19 +110,6 @@ static int train_hidden(plast_rule *r, int k, plast_block_run *run, const plast_
     return rc;
 }
 
-static int train_output(plast_rule *r, int k, plast_block_run *run, const plast_batch *b,
-                        plast_stats *st, const plast_ctx *ctx, plast_err *e)
-{
-    plast_model *m = r->model;
-    plast_tensor dy;
-    int rc = plast_rule_loss(m, plast_block_output(run), b, st, &dy, e);
-    if (!rc)
-        rc = plast_block_backward(m, run, run->first + run->n - 1, &dy, NULL, ctx, e);
-    if (!rc)
-        plast_model_step_block(m, k);
-    return rc;
-}
-
 typedef struct drtp_pass {
     plast_rule *r;
     plast_batch *b;
@@ -132,10 +119,12 @@ typedef struct drtp_pass {
 static int train_block(void *user, int k, plast_block_run *run, plast_err *e)
 {
     drtp_pass *p = user;
-    plast_ctx ctx = plast_model_ctx(p->r->model, 1);
     if (k < plast_model_nblocks(p->r->model) - 1)
         return train_hidden(p->r, k, run, p->b, e);
-    return train_output(p->r, k, run, p->b, p->st, &ctx, e);
+    int rc = plast_rule_output_backward(p->r->model, run, p->b, p->st, e);
+    if (!rc)
+        plast_model_step_block(p->r->model, k);
+    return rc;
 }
 
 static int drtp_train_batch(plast_rule *r, plast_batch *b, plast_stats *st, plast_err *e)
