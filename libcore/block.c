@@ -243,29 +243,51 @@ void plast_block_release(plast_model *m, plast_block_run *run, plast_tensor *kep
     run->n = 0;
 }
 
-int plast_model_local_pass(plast_model *m, plast_batch *b, plast_block_visit visit, void *user,
-                           plast_err *e)
+/* Block k by the runner, or by the generic forward and visit: *next gets
+ * its output unless it is the last block. */
+static int local_block(plast_model *m, int k, const plast_tensor *x, plast_block_visit visit,
+                       plast_block_runner runner, void *user, plast_tensor *next, plast_err *e)
 {
+    int last = k == plast_model_nblocks(m) - 1;
+    memset(next, 0, sizeof *next);
+    int rc = runner ? runner(user, k, x, next, e) : PLAST_BLOCK_DEFAULT;
+    if (rc != PLAST_BLOCK_DEFAULT) {
+        if (rc || last)
+            plast_tensor_free(next);
+        return rc;
+    }
     plast_ctx ctx = plast_model_ctx(m, 1);
+    plast_block_run run;
+    if ((rc = plast_block_forward(m, k, x, &run, &ctx, e)))
+        return rc;
+    rc = visit(user, k, &run, e);
+    plast_block_release(m, &run, last ? NULL : next);
+    return rc;
+}
+
+int plast_model_local_pass2(plast_model *m, plast_batch *b, plast_block_visit visit,
+                            plast_block_runner runner, void *user, plast_err *e)
+{
     int K = plast_model_nblocks(m), rc = PLAST_OK;
     plast_tensor prev; /* block k's input once block 0 is done */
     memset(&prev, 0, sizeof prev);
     for (int k = 0; k < K && !rc; k++) {
-        plast_block_run run;
-        if ((rc = plast_block_forward(m, k, k ? &prev : &b->x, &run, &ctx, e)))
-            break;
-        rc = visit(user, k, &run, e);
         plast_tensor next;
-        plast_block_release(m, &run, k < K - 1 ? &next : NULL);
+        rc = local_block(m, k, k ? &prev : &b->x, visit, runner, user, &next, e);
         if (k == 0)
             plast_batch_drop_input(b);
         else
             plast_tensor_free(&prev);
-        if (k < K - 1)
-            prev = next;
+        prev = next;
     }
     plast_tensor_free(&prev);
     return rc;
+}
+
+int plast_model_local_pass(plast_model *m, plast_batch *b, plast_block_visit visit, void *user,
+                           plast_err *e)
+{
+    return plast_model_local_pass2(m, b, visit, NULL, user, e);
 }
 
 int plast_model_predict(plast_model *m, const plast_tensor *x, plast_tensor *y, plast_err *e)

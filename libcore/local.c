@@ -18,7 +18,7 @@ int plast_local_inject(const plast_model *m, int k)
 void plast_local_target_range(const plast_model *m, int k, float *offset, float *gamma)
 {
     const plast_layer *act = plast_model_layer((plast_model *)m, plast_local_inject(m, k));
-    if (act->ops == &plast_layer_tanh)
+    if (act->ops == &plast_layer_tanh || act->ops == &plast_layer_rnn)
         *offset = 0.0f, *gamma = 0.5f;
     else if (act->ops == &plast_layer_sigmoid)
         *offset = 0.5f, *gamma = 0.4f;
@@ -65,18 +65,17 @@ static int signal_buffer(plast_block_run *run, int inject, plast_tensor *d, cons
     return plast_tensor_alloc_dims(d, ctx->mem, PLAST_MEM_ACTIVATIONS, a->ndim, a->dim, e);
 }
 
-/* g = dl(a, t)/da * scale, over the target row in place. */
-static void loss_gradient(plast_local_loss loss, const plast_real *a, plast_real *t, size_t n,
-                          float scale)
+void plast_local_gradient(plast_local_loss loss, const plast_real *a, const plast_real *t,
+                          size_t n, float scale, plast_real *g)
 {
     for (size_t j = 0; j < n; j++) {
-        float g;
+        float d;
         switch (loss) {
-        case PLAST_LOCAL_LINEAR: g = t[j]; break;
-        case PLAST_LOCAL_L1: g = (float)((a[j] > t[j]) - (a[j] < t[j])); break;
-        default: g = a[j] - t[j]; break; /* mse; bce (fused: already D) */
+        case PLAST_LOCAL_LINEAR: d = t[j]; break;
+        case PLAST_LOCAL_L1: d = (float)((a[j] > t[j]) - (a[j] < t[j])); break;
+        default: d = a[j] - t[j]; break; /* mse; bce (fused: already D) */
         }
-        t[j] = g * scale;
+        g[j] = d * scale;
     }
 }
 
@@ -118,7 +117,7 @@ int plast_local_backward(plast_model *m, plast_block_run *run, const plast_proj 
     for (int i = 0; i < batch && !rc; i++) {
         plast_real *ai = (plast_real *)a + (size_t)i * n, *di = d.data + (size_t)i * n;
         plast_proj_row(p, labels[i], row);
-        loss_gradient(loss, ai, row, n, scale);
+        plast_local_gradient(loss, ai, row, n, scale, row);
         rc = example_signal(act, has_act, loss, ai, row, di, &ctx, e);
     }
     plast_mem_free(ctx.mem, row);

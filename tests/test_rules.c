@@ -585,3 +585,337 @@ Test(tpsgd, learns_and_refuses_bce_without_sigmoid)
     n.rule = NULL;
     tu_net_fini(&n);
 }
+
+/* ---- tpSGD on Elman rnn blocks, without BPTT (ALGORITHMS.md §4.4) ---- */
+
+#define RC 3 /* classes */
+
+/* An rnn block and a dense output for `classes`; SGD at lr 1 exposes the
+ * gradients; local_loss = mse unless `tpsgd` sets it. */
+static const char *rnn_ini_c(int units, int steps, const char *output, int classes,
+                             const char *tpsgd)
+{
+    static char buf[600];
+    snprintf(buf, sizeof buf,
+             "[layer.r]\ntype = rnn\nunits = %d\nsteps = %d\noutput = %s\n"
+             "[layer.out]\ntype = dense\nunits = %d\n"
+             "[optimizer]\ntype = sgd\nlr = 1\n[rule.tpsgd]\n%s%s",
+             units, steps, output, classes,
+             strstr(tpsgd, "local_loss") ? "" : "local_loss = mse\n", tpsgd);
+    return buf;
+}
+
+static const char *rnn_ini(int units, int steps, const char *output, const char *tpsgd)
+{
+    return rnn_ini_c(units, steps, output, RC, tpsgd);
+}
+
+static void fill_random(float *p, size_t n, uint32_t seed, float bound)
+{
+    plast_rng r;
+    plast_rng_seed(&r, seed, 7);
+    for (size_t i = 0; i < n; i++)
+        p[i] = plast_rng_uniform(&r, -bound, bound);
+}
+
+/* grad_of into a fresh array. */
+static float *grad_copy(const plast_param *p, const float *before)
+{
+    float *g = malloc(p->count * sizeof *g);
+    cr_assert(g != NULL);
+    grad_of(p, before, g);
+    return g;
+}
+
+static float *weights_copy(const plast_param *p)
+{
+    float *w = malloc(p->count * sizeof *w);
+    cr_assert(w != NULL);
+    memcpy(w, p->w, p->count * sizeof *w);
+    return w;
+}
+
+/* Test 6a: one step with h_0 = 0 is a dense tanh block on x_1: the same
+ * target rows (stream (PROJ, 0), tanh range), the same gradients of the
+ * input weights and bias, and exactly none for W_hh. */
+Test(tpsgd, rnn_one_step_equals_dense)
+{
+    enum { Fe = 5, U = 4, B = 6 };
+    tu_net r, d;
+    tu_net_init(&r, rnn_ini(U, 1, "last", ""), Fe, RC, "tpsgd", 7);
+    tu_net_init(&d,
+                "[layer.h]\ntype = dense\nunits = 4\n[layer.a]\ntype = tanh\n"
+                "[layer.out]\ntype = dense\nunits = 3\n"
+                "[optimizer]\ntype = sgd\nlr = 1\n[rule.tpsgd]\nlocal_loss = mse\n",
+                Fe, RC, "tpsgd", 7);
+    tu_net_create_rule(&r);
+    tu_net_create_rule(&d);
+    plast_layer *rl = plast_model_layer(r.model, 0), *dl = plast_model_layer(d.model, 0);
+    cr_assert(eq(sz, rl->param[0].count, dl->param[0].count));
+    memcpy(rl->param[0].w, dl->param[0].w, dl->param[0].count * sizeof(float));
+    fill_random(dl->param[1].w, U, 1, 0.5f);
+    memcpy(rl->param[2].w, dl->param[1].w, U * sizeof(float));
+    fill_random(rl->param[1].w, U * U, 2, 0.5f); /* W_hh: no effect at h_0 = 0 */
+    float x[B * Fe];
+    int32_t y[B] = {0, 1, 2, 2, 1, 0};
+    fill_random(x, B * Fe, 3, 1.0f);
+    float *rw = weights_copy(&rl->param[0]), *rh = weights_copy(&rl->param[1]);
+    float *rb = weights_copy(&rl->param[2]);
+    float *dw = weights_copy(&dl->param[0]), *db = weights_copy(&dl->param[1]);
+    tu_step(&r, x, y, B, Fe);
+    tu_step(&d, x, y, B, Fe);
+    float *grw = grad_copy(&rl->param[0], rw), *grb = grad_copy(&rl->param[2], rb);
+    float *gdw = grad_copy(&dl->param[0], dw), *gdb = grad_copy(&dl->param[1], db);
+    expect_near(grw, gdw, U * Fe, 1e-6, "W_ih vs dense weight gradient");
+    expect_near(grb, gdb, U, 1e-6, "rnn vs dense bias gradient");
+    float nonzero = 0;
+    for (int i = 0; i < U * Fe; i++)
+        nonzero += fabsf(gdw[i]);
+    cr_expect(nonzero > 1e-3f, "the dense gradient is zero: the comparison proves nothing");
+    cr_expect(memcmp(rh, rl->param[1].w, U * U * sizeof(float)) == 0, "W_hh changed at S = 1");
+    free(rw), free(rh), free(rb), free(dw), free(db);
+    free(grw), free(grb), free(gdw), free(gdb);
+    tu_net_fini(&r);
+    tu_net_fini(&d);
+}
+
+/* tpSGD-mse gradients of an rnn block by hand in double (ALGORITHMS.md
+ * §4.4): steps from `first` on carry the signal, divided by B times their
+ * number.  w: W_ih [U, Fe], W_hh [U, U], b [U]; P [classes, U]. */
+enum { HU = 2, HS = 3, HF = 2, HB = 2 };
+
+typedef struct rnn_ref {
+    double gx[HU * HF], gh[HU * HU], gb[HU];
+} rnn_ref;
+
+static void rnn_reference(const float *wx, const float *wh, const float *b, const float *x,
+                          const int32_t *y, const float *P, int first, rnn_ref *g)
+{
+    memset(g, 0, sizeof *g);
+    double scale = 1.0 / (HB * (HS - first));
+    for (int s = 0; s < HB; s++) {
+        double hp[HU] = {0}, h[HU];
+        for (int t = 0; t < HS; t++) {
+            const float *xt = x + (s * HS + t) * HF;
+            for (int u = 0; u < HU; u++) {
+                double z = b[u];
+                for (int f = 0; f < HF; f++)
+                    z += (double)wx[u * HF + f] * xt[f];
+                for (int v = 0; v < HU; v++)
+                    z += (double)wh[u * HU + v] * hp[v];
+                h[u] = tanh(z);
+            }
+            for (int u = 0; t >= first && u < HU; u++) {
+                double delta = (h[u] - P[y[s] * HU + u]) * (1 - h[u] * h[u]) * scale;
+                for (int f = 0; f < HF; f++)
+                    g->gx[u * HF + f] += delta * xt[f];
+                for (int v = 0; v < HU; v++)
+                    g->gh[u * HU + v] += delta * hp[v];
+                g->gb[u] += delta;
+            }
+            memcpy(hp, h, sizeof h);
+        }
+    }
+}
+
+static void expect_near_double(const float *got, const double *want, int n, const char *what)
+{
+    for (int i = 0; i < n; i++)
+        cr_expect(fabs(got[i] - want[i]) < 1e-6, "%s[%d] = %.8f, expected %.8f", what, i, got[i],
+                  want[i]);
+}
+
+/* One tpsgd step of the small rnn with W_hh scaled by wh_scale, against
+ * the reference; `steps` is the rnn_target_steps value. */
+static void check_small_rnn(float wh_scale, const char *steps)
+{
+    char extra[64];
+    snprintf(extra, sizeof extra, "rnn_target_steps = %s\n", steps);
+    tu_net n;
+    plast_err e;
+    tu_net_init(&n, rnn_ini(HU, HS, "last", extra), HS * HF, RC, "tpsgd", 13);
+    tu_net_create_rule(&n);
+    plast_layer *l = plast_model_layer(n.model, 0);
+    fill_random(l->param[0].w, HU * HF, 4, 1.0f);
+    fill_random(l->param[1].w, HU * HU, 5, wh_scale);
+    fill_random(l->param[2].w, HU, 6, 0.3f);
+    float x[HB * HS * HF];
+    int32_t y[HB] = {2, 0};
+    fill_random(x, HB * HS * HF, 8, 1.0f);
+    plast_proj P; /* the targets the rule must use: (PROJ, 0), tanh's range */
+    CHECK_OK(plast_proj_init_offset(&P, n.mem, 13, 0, RC, HU, 0.0f, 0.5f, 1, &e), e);
+    rnn_ref want;
+    int first = strcmp(steps, "last") ? 0 : HS - 1;
+    rnn_reference(l->param[0].w, l->param[1].w, l->param[2].w, x, y, P.matrix, first, &want);
+    plast_proj_fini(&P);
+    float *wx = weights_copy(&l->param[0]), *wh = weights_copy(&l->param[1]);
+    float *b = weights_copy(&l->param[2]);
+    tu_step(&n, x, y, HB, HS * HF);
+    float *gx = grad_copy(&l->param[0], wx), *gh = grad_copy(&l->param[1], wh);
+    float *gb = grad_copy(&l->param[2], b);
+    expect_near_double(gx, want.gx, HU * HF, "grad W_ih");
+    expect_near_double(gh, want.gh, HU * HU, "grad W_hh");
+    expect_near_double(gb, want.gb, HU, "grad b");
+    free(wx), free(wh), free(b), free(gx), free(gh), free(gb);
+    tu_net_fini(&n);
+}
+
+/* Test 6b: with W_hh = 0 every step is a dense tanh block on x_t, and the
+ * gradient is the average of their gradients. */
+Test(tpsgd, rnn_without_recurrence_averages_dense_steps)
+{
+    check_small_rnn(0.0f, "all");
+}
+
+/* With W_hh the previous state is a constant input: no BPTT term. */
+Test(tpsgd, rnn_treats_the_previous_state_as_an_input)
+{
+    check_small_rnn(0.8f, "all");
+}
+
+/* rnn_target_steps = last: one signalled step, divided by B. */
+Test(tpsgd, rnn_last_step_target)
+{
+    check_small_rnn(0.8f, "last");
+}
+
+/* The step API runs the layer's own arithmetic: h_S equals the layer's
+ * forward bit for bit. */
+Test(tpsgd, rnn_step_equals_the_layer_forward)
+{
+    enum { Fe = 3, S = 4, U = 5, B = 3 };
+    tu_net n;
+    plast_err e;
+    tu_net_init(&n, rnn_ini(U, S, "last", ""), S * Fe, RC, "tpsgd", 3);
+    plast_layer *l = plast_model_layer(n.model, 0);
+    fill_random(l->param[2].w, U, 1, 0.3f);
+    int units, steps, features, sequence;
+    cr_assert(eq(int, plast_rnn_info(l, &units, &steps, &features, &sequence), PLAST_OK));
+    cr_expect(units == U && steps == S && features == Fe && sequence == 0);
+    cr_expect(eq(int, plast_rnn_info(plast_model_layer(n.model, 1), NULL, NULL, NULL, NULL),
+                 PLAST_E_INVAL));
+    float x[B * S * Fe], h[2][B * U];
+    fill_random(x, B * S * Fe, 2, 1.0f);
+    for (int t = 0; t < S; t++)
+        plast_rnn_step(l, B, x + t * Fe, S * Fe, t ? h[(t - 1) % 2] : NULL, h[t % 2]);
+    plast_ctx ctx = plast_model_ctx(n.model, 0);
+    plast_tensor xt = plast_tensor_view(x, B, plast_model_input_shape(n.model));
+    plast_block_run run;
+    CHECK_OK(plast_block_forward(n.model, 0, &xt, &run, &ctx, &e), e);
+    cr_expect(memcmp(plast_block_output(&run)->data, h[(S - 1) % 2], sizeof h[0]) == 0,
+              "step-by-step h_S differs from the layer's forward");
+    plast_block_release(n.model, &run, NULL);
+    tu_net_fini(&n);
+}
+
+/* Stacked: each rnn is its own block with its own targets; block 0's
+ * update does not depend on what reads its sequence. */
+Test(tpsgd, rnn_stacked_blocks_are_local)
+{
+    enum { Fe = 3, S = 4, U = 5, B = 4 };
+    char ini[700];
+    snprintf(ini, sizeof ini,
+             "[layer.r1]\ntype = rnn\nunits = %d\nsteps = %d\noutput = sequence\n"
+             "[layer.r2]\ntype = rnn\nunits = 6\nsteps = %d\n"
+             "[layer.out]\ntype = dense\nunits = %d\n[optimizer]\ntype = sgd\nlr = 1\n",
+             U, S, S, RC);
+    float x[B * S * Fe];
+    int32_t y[B] = {1, 0, 2, 1};
+    fill_random(x, B * S * Fe, 9, 1.0f);
+    tu_net a, b;
+    tu_net_init(&a, ini, S * Fe, RC, "tpsgd", 21);
+    tu_net_init(&b, rnn_ini(U, S, "sequence", ""), S * Fe, RC, "tpsgd", 21);
+    tu_net_create_rule(&a);
+    tu_net_create_rule(&b);
+    cr_assert(eq(int, plast_model_nblocks(a.model), 3));
+    plast_layer *r2 = plast_model_layer(a.model, 1);
+    float *w2 = weights_copy(&r2->param[0]);
+    tu_step(&a, x, y, B, S * Fe);
+    tu_step(&b, x, y, B, S * Fe);
+    const plast_block *b0 = plast_model_block(a.model, 0);
+    cr_expect(memcmp(plast_model_weights(a.model), plast_model_weights(b.model),
+                     b0->param_end * sizeof(float)) == 0,
+              "the first rnn's update depends on the layers above it");
+    cr_expect(memcmp(w2, r2->param[0].w, r2->param[0].count * sizeof(float)) != 0,
+              "the second rnn did not learn");
+    cr_expect(eq(sz, plast_mem_live(a.mem, PLAST_MEM_ACTIVATIONS), 0));
+    cr_expect(eq(sz, plast_mem_live(a.mem, PLAST_MEM_SCRATCH), 0));
+    free(w2);
+    tu_net_fini(&a);
+    tu_net_fini(&b);
+}
+
+/* Test 7: peaks of one step on 784 values per sample read as T = 28 rows
+ * of 28 or T = 56 of 14. */
+typedef struct rnn_peaks {
+    size_t watched, activations, scratch;
+} rnn_peaks;
+
+static rnn_peaks rnn_step_peaks(const char *rule, int steps, int units, int batch)
+{
+    tu_net n;
+    tu_net_init(&n, rnn_ini_c(units, steps, "last", 10, ""), 784, 10, rule, 5);
+    tu_net_create_rule(&n);
+    float *x = malloc((size_t)batch * 784 * sizeof *x);
+    int32_t y[32];
+    cr_assert(x != NULL && batch <= 32);
+    fill_random(x, (size_t)batch * 784, 1, 1.0f);
+    for (int i = 0; i < batch; i++)
+        y[i] = i % 10;
+    plast_mem_reset_peaks(n.mem);
+    tu_step(&n, x, y, batch, 784);
+    rnn_peaks p = {plast_mem_peak_watched(n.mem), plast_mem_peak(n.mem, PLAST_MEM_ACTIVATIONS),
+                   plast_mem_peak(n.mem, PLAST_MEM_SCRATCH)};
+    cr_expect(eq(sz, plast_mem_live(n.mem, PLAST_MEM_ACTIVATIONS), 0), "%s leaks", rule);
+    cr_expect(eq(sz, plast_mem_live(n.mem, PLAST_MEM_SCRATCH), 0), "%s leaks scratch", rule);
+    free(x);
+    tu_net_fini(&n);
+    return p;
+}
+
+static size_t absdiff(size_t a, size_t b)
+{
+    return a > b ? a - b : b - a;
+}
+
+Test(tpsgd, rnn_memory_does_not_grow_with_the_sequence)
+{
+    enum { B = 16, U = 32 };
+    rnn_peaks t28 = rnn_step_peaks("tpsgd", 28, U, B), t56 = rnn_step_peaks("tpsgd", 56, U, B);
+    cr_expect(absdiff(t28.watched, t56.watched) <= 64 * B,
+              "activations+input peak %zu at T = 28, %zu at T = 56", t28.watched, t56.watched);
+    cr_expect(absdiff(t28.scratch, t56.scratch) <= 64 * B, "scratch peak %zu at T = 28, %zu at 56",
+              t28.scratch, t56.scratch);
+    /* BPTT keeps B*T*U states: more, and growing with T */
+    rnn_peaks b28 = rnn_step_peaks("bp", 28, U, B), b56 = rnn_step_peaks("bp", 56, U, B);
+    cr_expect(b28.watched > t28.watched, "bp %zu, tpsgd %zu", b28.watched, t28.watched);
+    cr_expect(b56.watched >= b28.watched + (size_t)B * 28 * U * sizeof(float),
+              "bp's peak %zu at T = 28, %zu at T = 56", b28.watched, b56.watched);
+    /* the bar: activations (the input batch aside) at most 0.15 x bp's */
+    cr_expect(t28.activations * 100 <= b28.activations * 15, "tpsgd %zu bytes, bp %zu",
+              t28.activations, b28.activations);
+}
+
+static void expect_refused(const char *ini, const char *msg)
+{
+    tu_net n;
+    plast_err e;
+    tu_net_init(&n, ini, 12, RC, "tpsgd", 1);
+    cr_assert(eq(int, n.ops->create(&n.rule, n.model, n.rule_args, &e), PLAST_E_UNSUPPORTED));
+    cr_expect(strstr(e.msg, msg) != NULL, "%s", e.msg);
+    n.rule = NULL;
+    tu_net_fini(&n);
+}
+
+Test(tpsgd, rnn_refusals)
+{
+    expect_refused(rnn_ini(4, 3, "last", "local_loss = bce\n"),
+                   "tpsgd: local_loss = bce needs sigmoid units, found rnn 'r' (tanh states) in "
+                   "block 0");
+    expect_refused("[layer.r]\ntype = rnn\nunits = 4\nsteps = 3\n[layer.a]\ntype = tanh\n"
+                   "[layer.out]\ntype = dense\nunits = 3\n",
+                   "tpsgd: layer 'a' (tanh) shares block 0 with rnn 'r'");
+    expect_refused("[layer.d]\ntype = dense\nunits = 6\n[layer.r]\ntype = rnn\nunits = 3\n"
+                   "steps = 2\n",
+                   "tpsgd: the output block's rnn 'r' would need backpropagation through time");
+}

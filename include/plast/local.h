@@ -18,6 +18,7 @@
 #ifndef PLAST_LOCAL_H
 #define PLAST_LOCAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "err.h"
 #include "model.h"
@@ -43,8 +44,13 @@ int plast_local_inject(const plast_model *m, int k);
 
 /* Targets centred in the range of block k's activation, offset +
  * gamma*U(-1,1) (ALGORITHMS.md §4.3): tanh 0 +- 0.5, sigmoid 0.5 +- 0.4,
- * relu 0.5 +- 0.5, none (identity) 0 +- 1. */
+ * relu 0.5 +- 0.5, none (identity) 0 +- 1; an rnn's states are tanh. */
 void plast_local_target_range(const plast_model *m, int k, float *offset, float *gamma);
+
+/* g[j] = dl(a, t)/da_j * scale for j < n (linear t, mse a - t, l1
+ * sgn(a - t); bce gives a - t, the fused D); g may be t. */
+void plast_local_gradient(plast_local_loss loss, const plast_real *a, const plast_real *t,
+                          size_t n, float scale, plast_real *g);
 
 /* Check that block k is a chain of one trainable layer and parameter-free
  * followers (no batchnorm, no residual add): `rule` names the caller in

@@ -128,6 +128,21 @@ typedef int (*plast_block_visit)(void *user, int k, plast_block_run *run, plast_
 int plast_model_local_pass(plast_model *m, struct plast_batch *b, plast_block_visit visit,
                            void *user, plast_err *e);
 
+/* A local rule's own execution of block k on its input x, for blocks the
+ * generic forward cannot train locally (tpSGD's rnn blocks, without
+ * BPTT): it trains the block, allocates the block's output into *y
+ * (activations category, owned: the pass frees it after the next block)
+ * and returns PLAST_OK; or it returns PLAST_BLOCK_DEFAULT, touching
+ * nothing, and the pass runs the block with plast_block_forward and
+ * visit; or a negative status (*y left empty). */
+#define PLAST_BLOCK_DEFAULT 1
+typedef int (*plast_block_runner)(void *user, int k, const plast_tensor *x, plast_tensor *y,
+                                  plast_err *e);
+/* plast_model_local_pass, asking `runner` (NULL = never) first for each
+ * block: the same memory discipline, one block's input and outputs alive. */
+int plast_model_local_pass2(plast_model *m, struct plast_batch *b, plast_block_visit visit,
+                            plast_block_runner runner, void *user, plast_err *e);
+
 /* Inference forward of the whole model on x, freeing each input as soon as
  * the next output exists; *y gets the logits (activations category). */
 int plast_model_predict(plast_model *m, const plast_tensor *x, plast_tensor *y,

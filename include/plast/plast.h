@@ -16,6 +16,7 @@
 #include "optim.h"
 #include "plugin.h"
 #include "proj.h"
+#include "rnn.h"
 #include "rng.h"
 #include "rule.h"
 #include "tensor.h"

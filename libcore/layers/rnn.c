@@ -17,7 +17,10 @@
  * Backward needs all of H.  With `sequence` it is y itself (hence
  * PLAST_LAYER_READS_Y: no in-place layer may overwrite it); with `last` a
  * training forward keeps it (activations category, in priv) until
- * release(); if it is missing, backward recomputes it from x in scratch. */
+ * release(); if it is missing, backward recomputes it from x in scratch.
+ *
+ * plast/rnn.h exposes one step of the same recurrence and its parameter
+ * gradients, for rules that train without BPTT (tpSGD). */
 #include "config.h"
 
 #include <limits.h>
@@ -28,6 +31,7 @@
 
 #include "plast/gemm.h"
 #include "plast/layer.h"
+#include "plast/rnn.h"
 #include "builtin.h"
 
 enum { RNN_W_IH, RNN_W_HH, RNN_BIAS };
@@ -393,6 +397,61 @@ static int rnn_backward(plast_layer *l, const plast_tensor *x, const plast_tenso
     plast_mem_free(ctx->mem, D);
     plast_mem_free(ctx->mem, recomputed);
     return PLAST_OK;
+}
+
+/* ---- one step at a time (plast/rnn.h) ---- */
+
+int plast_rnn_info(const plast_layer *l, int *units, int *steps, int *features, int *sequence)
+{
+    if (!l || l->ops != &plast_layer_rnn || !l->priv)
+        return PLAST_E_INVAL;
+    const rnn_state *st = l->priv;
+    if (units)
+        *units = st->units;
+    if (steps)
+        *steps = st->steps;
+    if (features)
+        *features = st->features;
+    if (sequence)
+        *sequence = st->sequence;
+    return PLAST_OK;
+}
+
+/* run_steps' arithmetic for one step: input projection, bias, recurrence
+ * added with beta 1, tanh. */
+void plast_rnn_step(const plast_layer *l, int batch, const plast_real *x_t, int ldx,
+                    const plast_real *h_prev, plast_real *h)
+{
+    const rnn_state *st = l->priv;
+    int U = st->units, F = st->features;
+    size_t u = (size_t)U;
+    if (batch <= 0)
+        return;
+    plast_gemm(0, 1, batch, U, F, 1.0f, x_t, ldx, l->param[RNN_W_IH].w, F, 0.0f, h, U);
+    if (l->nparams > RNN_BIAS) {
+        const plast_real *b = l->param[RNN_BIAS].w;
+        for (int s = 0; s < batch; s++)
+            for (size_t j = 0; j < u; j++)
+                h[(size_t)s * u + j] += b[j];
+    }
+    if (h_prev)
+        plast_gemm(0, 1, batch, U, U, 1.0f, h_prev, U, l->param[RNN_W_HH].w, U, 1.0f, h, U);
+    for (size_t i = 0; i < (size_t)batch * u; i++)
+        h[i] = tanhf(h[i]);
+}
+
+void plast_rnn_step_grad(plast_layer *l, int batch, const plast_real *delta,
+                         const plast_real *x_t, int ldx, const plast_real *h_prev)
+{
+    const rnn_state *st = l->priv;
+    int U = st->units, F = st->features;
+    if (l->frozen || batch <= 0)
+        return;
+    plast_gemm(1, 0, U, F, batch, 1.0f, delta, U, x_t, ldx, 1.0f, l->param[RNN_W_IH].g, F);
+    if (h_prev) /* h_0 = 0 adds nothing to W_hh */
+        plast_gemm(1, 0, U, U, batch, 1.0f, delta, U, h_prev, U, 1.0f, l->param[RNN_W_HH].g, U);
+    if (l->nparams > RNN_BIAS)
+        add_column_sums(delta, batch, U, l->param[RNN_BIAS].g);
 }
 
 /* The GEMMs per sample: 2 T U F for the inputs, 2 (T - 1) U U for the
