@@ -54,10 +54,16 @@ static int check_tensor(const plast_layer *l, const plast_tensor *t, const char 
     return PLAST_OK;
 }
 
+/* Threads the products may use (threads split rows and columns of the
+ * result, never the sums: the same bits for any count). */
+static int gemm_threads(const plast_ctx *ctx)
+{
+    return ctx && ctx->threads > 1 ? ctx->threads : 1;
+}
+
 static int dense_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y,
                          const plast_ctx *ctx, plast_err *e)
 {
-    (void)ctx;
     int units = l->out.dim[0], in = l->param[0].fan_in, batch = plast_tensor_batch(x);
     if (batch == 0)
         return PLAST_OK;
@@ -66,8 +72,8 @@ static int dense_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y,
         rc = check_tensor(l, y, "output", batch, (size_t)units, e);
     if (rc != PLAST_OK)
         return rc;
-    plast_gemm(0, 1, batch, units, in, 1.0f, x->data, in, l->param[0].w, in, 0.0f, y->data,
-               units);
+    plast_gemm_mt(gemm_threads(ctx), 0, 1, batch, units, in, 1.0f, x->data, in, l->param[0].w,
+                  in, 0.0f, y->data, units);
     if (l->nparams > 1) {
         const plast_real *b = l->param[1].w;
         for (int r = 0; r < batch; r++) {
@@ -103,7 +109,6 @@ static int dense_backward(plast_layer *l, const plast_tensor *x, const plast_ten
                           plast_err *e)
 {
     (void)y;
-    (void)ctx;
     int units = l->out.dim[0], in = l->param[0].fan_in, batch = plast_tensor_batch(x);
     if (batch == 0)
         return PLAST_OK;
@@ -116,14 +121,14 @@ static int dense_backward(plast_layer *l, const plast_tensor *x, const plast_ten
         return rc;
     if (!l->frozen) {
         /* dW += dY^T X */
-        plast_gemm(1, 0, units, in, batch, 1.0f, dy->data, units, x->data, in, 1.0f,
-                   l->param[0].g, in);
+        plast_gemm_mt(gemm_threads(ctx), 1, 0, units, in, batch, 1.0f, dy->data, units,
+                      x->data, in, 1.0f, l->param[0].g, in);
         if (l->nparams > 1)
             add_column_sums(dy->data, batch, units, l->param[1].g);
     }
     if (dx) /* dX = dY W */
-        plast_gemm(0, 0, batch, in, units, 1.0f, dy->data, units, l->param[0].w, in, 0.0f,
-                   dx->data, in);
+        plast_gemm_mt(gemm_threads(ctx), 0, 0, batch, in, units, 1.0f, dy->data, units,
+                      l->param[0].w, in, 0.0f, dx->data, in);
     return PLAST_OK;
 }
 
