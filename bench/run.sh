@@ -67,7 +67,7 @@ for rule in bp drtp; do
   run_plast mem_${rule}_b1024 "$TOP/examples/mlp-bp.ini" --rule $rule --epochs 1 \
     --set run.batch=1024 --set run.max_batches=4
 done
-$PY "$HERE/memcount.py" 1024 784 256 256 10 > "$OUT/memcount.json"
+$PY "$HERE/memcount.py" "$TOP/examples/mlp-bp.ini" 1024 > "$OUT/memcount.json"
 
 # 3. speed beside PyTorch, 1 thread, same run
 if [ -n "$TORCH" ] && [ -x "$BASELINES/run.sh" ]; then
