@@ -413,14 +413,15 @@ Test(conv, frozen_with_null_dx_touches_nothing)
     contract_teardown(&c);
 }
 
-/* Scratch: one [Cin*k*k, Hout*Wout] column block in forward, plus the
- * [Cout, Cin*k*k] batch weight gradient in backward, all given back before
- * the call returns. */
+/* Scratch: one block for a chunk of samples (here the whole batch of 3),
+ * its [Cin*k*k, 3*Hout*Wout] columns and [Cout, 3*Hout*Wout] output, in
+ * forward, plus the [Cout, Cin*k*k] batch weight gradient in backward, all
+ * given back before the call returns. */
 Test(conv, scratch_is_returned)
 {
     contract c;
     contract_setup(&c, "");
-    size_t col = (size_t)(3 * 3 * 3) * (size_t)(c.l->out.dim[1] * c.l->out.dim[2]) *
+    size_t col = (size_t)(3 * 3 * 3 + 4) * 3 * (size_t)(c.l->out.dim[1] * c.l->out.dim[2]) *
                  sizeof(plast_real);
     size_t dw = c.l->param[0].count * sizeof(plast_real);
     cr_assert(eq(sz, plast_mem_live(c.t.mem, PLAST_MEM_SCRATCH), 0));

@@ -5,14 +5,18 @@
  * The weight is [Cout, Cin, k, k] and the bias [Cout] (PyTorch's layout, so
  * checkpoints compare directly).
  *
- * Each sample is lowered to a column matrix col [Cin*k*k, Hout*Wout]
- * (im2col, rows in the weight's (ci, ky, kx) order) so that
- *   forward   Y_s  = W col_s (+ b)        one plast_gemm per sample
- *   backward  dW  += sum_s dY_s col_s^T    samples in order: fixed sums
- *             dX_s = col2im(W^T dY_s)
- * The column buffer and the batch's dW are scratch, taken and returned
+ * Samples are lowered a chunk at a time to one column matrix
+ * col [Cin*k*k, n*Hout*Wout] (im2col, rows in the weight's (ci, ky, kx)
+ * order, sample i's block at column i*Hout*Wout), so each product is long:
+ *   forward   Y_c  = W col (+ b), then each sample's block into y (NCHW)
+ *   backward  dW  (+)= dY_c col^T   one product per chunk, chunks in order
+ *             dX   = col2im(W^T dY_c)
+ * where dY_c is the chunk's dY gathered [Cout, n*Hout*Wout].  The chunk
+ * (at most CONV_CHUNK_BYTES of scratch for col and Y_c / dY_c together)
+ * depends on the shapes and the batch only, so the bits do not depend on
+ * the thread count.  The batch's dW is scratch too, taken and returned
  * within each call.  A 1x1 kernel with stride 1 and no padding needs no
- * lowering: col_s is x_s. */
+ * lowering: it runs sample by sample on x itself, with no scratch but dW. */
 #include "config.h"
 
 #include <limits.h>
@@ -23,6 +27,19 @@
 #include "plast/gemm.h"
 #include "plast/layer.h"
 #include "builtin.h"
+
+/* Scratch for one chunk of samples: long products for the GEMM, yet small
+ * enough to stay in the last-level cache and under glibc's mmap threshold
+ * (the block is reused, not faulted in anew at every call). */
+#define CONV_CHUNK_BYTES ((size_t)4 << 20)
+/* Element-wise loops vectorised when built with OpenMP (the same bits). */
+#ifdef _OPENMP
+#define CONV_SIMD _Pragma("omp simd")
+#else
+#define CONV_SIMD
+#endif
+/* Partial sums per channel of the bias gradient (a vector's worth). */
+#define CONV_LANES 16
 
 static const plast_setting conv2d_settings[] = {
     {"channels", PLAST_S_INT, NULL, 1, 65536, NULL, PLAST_S_REQUIRED, "output channels"},
@@ -153,61 +170,126 @@ static void valid_cols(const conv_geom *g, int kx, int *lo, int *hi)
     *hi = b;
 }
 
-/* Offset of x[ci, iy, ix] in one sample. */
-static size_t pixel(const conv_geom *g, int ci, int iy, int ix)
+static size_t plane_size(const conv_geom *g)
 {
-    return ((size_t)ci * (size_t)g->h + (size_t)iy) * (size_t)g->w + (size_t)ix;
+    return (size_t)g->h * (size_t)g->w;
 }
 
-/* col[(ci,ky,kx), (oy,ox)] = x[ci, oy*s-p+ky, ox*s-p+kx], 0 outside. */
-static void im2col(const conv_geom *g, const plast_real *x, plast_real *col)
+/* dst[0, n) = src[0, n) in whole 8- or 4-float blocks (the last one
+ * overlapping the one before), which the compiler moves as vectors. */
+static void copy_run(plast_real *restrict dst, const plast_real *restrict src, int n)
 {
+    if (n >= 8) {
+        for (int i = 0; i + 8 < n; i += 8)
+            memcpy(dst + i, src + i, 8 * sizeof *dst);
+        memcpy(dst + n - 8, src + n - 8, 8 * sizeof *dst);
+    } else if (n >= 4) {
+        memcpy(dst, src, 4 * sizeof *dst);
+        memcpy(dst + n - 4, src + n - 4, 4 * sizeof *dst);
+    } else {
+        for (int i = 0; i < n; i++)
+            dst[i] = src[i];
+    }
+}
+
+/* dst[0, n) += src[0, n). */
+static void add_run(plast_real *restrict dst, const plast_real *restrict src, int n)
+{
+    CONV_SIMD
+    for (int i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+/* One row of one sample's columns, from its input plane xc:
+ * dst[(oy,ox)] = xc[oy*s-p+ky, ox*s-p+kx], 0 outside. */
+static void im2col_row(const conv_geom *g, const plast_real *xc, int ky, int kx,
+                       plast_real *dst)
+{
+    int lo, hi, shift = kx - g->p, wout = g->wout;
+    valid_cols(g, kx, &lo, &hi);
+    for (int oy = 0; oy < g->hout; oy++, dst += wout) {
+        int iy = oy * g->s - g->p + ky;
+        if (iy < 0 || iy >= g->h) {
+            memset(dst, 0, (size_t)wout * sizeof *dst);
+            continue;
+        }
+        const plast_real *src = xc + (size_t)iy * (size_t)g->w;
+        for (int ox = 0; ox < lo; ox++)
+            dst[ox] = 0.0f;
+        if (g->s == 1)
+            copy_run(dst + lo, src + lo + shift, hi - lo);
+        else
+            for (int ox = lo; ox < hi; ox++)
+                dst[ox] = src[ox * g->s + shift];
+        for (int ox = hi; ox < wout; ox++)
+            dst[ox] = 0.0f;
+    }
+}
+
+/* The adjoint of im2col_row: dxc[pixel] += every entry of src at it, in
+ * src's order. */
+static void col2im_row(const conv_geom *g, const plast_real *src, int ky, int kx,
+                       plast_real *dxc)
+{
+    int lo, hi, shift = kx - g->p;
+    valid_cols(g, kx, &lo, &hi);
+    for (int oy = 0; oy < g->hout; oy++, src += g->wout) {
+        int iy = oy * g->s - g->p + ky;
+        if (iy < 0 || iy >= g->h)
+            continue;
+        plast_real *dst = dxc + (size_t)iy * (size_t)g->w;
+        if (g->s == 1)
+            add_run(dst + lo + shift, src + lo, hi - lo);
+        else
+            for (int ox = lo; ox < hi; ox++)
+                dst[ox * g->s + shift] += src[ox];
+    }
+}
+
+/* The columns of nc samples side by side: col [rows, nc*cols], sample i's
+ * [rows, cols] block at column i*cols, rows in the weight's (ci, ky, kx)
+ * order. */
+static void im2col_chunk(const conv_geom *g, const plast_real *x, int nc, plast_real *col)
+{
+    size_t ld = (size_t)nc * (size_t)g->cols, nx = (size_t)g->cin * plane_size(g);
     for (int ci = 0; ci < g->cin; ci++)
         for (int ky = 0; ky < g->k; ky++)
             for (int kx = 0; kx < g->k; kx++) {
-                int lo, hi;
-                valid_cols(g, kx, &lo, &hi);
-                plast_real *row = col + (size_t)((ci * g->k + ky) * g->k + kx) * (size_t)g->cols;
-                for (int oy = 0; oy < g->hout; oy++) {
-                    plast_real *dst = row + (size_t)oy * (size_t)g->wout;
-                    int iy = oy * g->s - g->p + ky;
-                    if (iy < 0 || iy >= g->h) {
-                        memset(dst, 0, (size_t)g->wout * sizeof *dst);
-                        continue;
-                    }
-                    const plast_real *src = x + pixel(g, ci, iy, 0);
-                    for (int ox = 0; ox < lo; ox++)
-                        dst[ox] = 0.0f;
-                    for (int ox = lo; ox < hi; ox++)
-                        dst[ox] = src[ox * g->s - g->p + kx];
-                    for (int ox = hi; ox < g->wout; ox++)
-                        dst[ox] = 0.0f;
-                }
+                plast_real *row = col + (size_t)((ci * g->k + ky) * g->k + kx) * ld;
+                const plast_real *xc = x + (size_t)ci * plane_size(g);
+                for (int i = 0; i < nc; i++)
+                    im2col_row(g, xc + (size_t)i * nx, ky, kx, row + (size_t)i * g->cols);
             }
 }
 
-/* The adjoint of im2col: dx (zeroed here) += every col entry at its pixel,
- * in col's storage order. */
-static void col2im(const conv_geom *g, const plast_real *col, plast_real *dx)
+/* The adjoint: dx of the nc samples (zeroed here) += every col entry at
+ * its pixel; each sample's sums run in the order of its own columns. */
+static void col2im_chunk(const conv_geom *g, const plast_real *col, int nc, plast_real *dx)
 {
-    memset(dx, 0, (size_t)g->cin * (size_t)g->h * (size_t)g->w * sizeof *dx);
+    size_t ld = (size_t)nc * (size_t)g->cols, nx = (size_t)g->cin * plane_size(g);
+    memset(dx, 0, (size_t)nc * nx * sizeof *dx);
     for (int ci = 0; ci < g->cin; ci++)
         for (int ky = 0; ky < g->k; ky++)
             for (int kx = 0; kx < g->k; kx++) {
-                int lo, hi;
-                valid_cols(g, kx, &lo, &hi);
-                const plast_real *row =
-                    col + (size_t)((ci * g->k + ky) * g->k + kx) * (size_t)g->cols;
-                for (int oy = 0; oy < g->hout; oy++) {
-                    int iy = oy * g->s - g->p + ky;
-                    if (iy < 0 || iy >= g->h)
-                        continue;
-                    const plast_real *src = row + (size_t)oy * (size_t)g->wout;
-                    plast_real *dst = dx + pixel(g, ci, iy, 0);
-                    for (int ox = lo; ox < hi; ox++)
-                        dst[ox * g->s - g->p + kx] += src[ox];
-                }
+                const plast_real *row = col + (size_t)((ci * g->k + ky) * g->k + kx) * ld;
+                plast_real *dxc = dx + (size_t)ci * plane_size(g);
+                for (int i = 0; i < nc; i++)
+                    col2im_row(g, row + (size_t)i * g->cols, ky, kx, dxc + (size_t)i * nx);
             }
+}
+
+/* Samples lowered at once: at least one, at most the batch, with the
+ * chunk's columns [rows, n*cols] and output [cout, n*cols] (one scratch
+ * block) within CONV_CHUNK_BYTES and n*cols an int. */
+static int chunk_samples(const conv_geom *g, int batch)
+{
+    size_t per = (size_t)(g->rows + g->cout) * (size_t)g->cols * sizeof(plast_real);
+    size_t n = CONV_CHUNK_BYTES / per, most = (size_t)(INT_MAX / g->cols);
+    if (n > most)
+        n = most;
+    if (n > (size_t)batch)
+        n = (size_t)batch;
+    return n < 1 ? 1 : (int)n;
 }
 
 /* A rows x cols buffer from scratch, or NULL with e filled. */
@@ -224,12 +306,68 @@ static plast_real *scratch_alloc(const plast_layer *l, const plast_ctx *ctx, int
     return p;
 }
 
-static void add_bias(const conv_geom *g, const plast_real *b, plast_real *y)
+/* The chunk's output yc [cout, nc*cols] into its samples' [cout, cols]
+ * blocks of y, bias (NULL: none) added. */
+static void scatter_output(const conv_geom *g, const plast_real *yc, int nc,
+                           const plast_real *b, plast_real *y)
 {
-    for (int c = 0; c < g->cout; c++) {
-        plast_real *row = y + (size_t)c * (size_t)g->cols;
-        for (int j = 0; j < g->cols; j++)
-            row[j] += b[c];
+    size_t cols = (size_t)g->cols, ld = (size_t)nc * cols;
+    for (int i = 0; i < nc; i++)
+        for (int c = 0; c < g->cout; c++) {
+            const plast_real *src = yc + (size_t)c * ld + (size_t)i * cols;
+            plast_real *dst = y + ((size_t)i * (size_t)g->cout + (size_t)c) * cols;
+            if (!b) {
+                memcpy(dst, src, cols * sizeof *dst);
+                continue;
+            }
+            plast_real bc = b[c];
+            CONV_SIMD
+            for (size_t j = 0; j < cols; j++)
+                dst[j] = src[j] + bc;
+        }
+}
+
+/* The inverse gather: the samples' dY blocks side by side in dyc. */
+static void gather_grad(const conv_geom *g, const plast_real *dy, int nc, plast_real *dyc)
+{
+    size_t cols = (size_t)g->cols, ld = (size_t)nc * cols;
+    for (int i = 0; i < nc; i++)
+        for (int c = 0; c < g->cout; c++)
+            memcpy(dyc + (size_t)c * ld + (size_t)i * cols,
+                   dy + ((size_t)i * (size_t)g->cout + (size_t)c) * cols, cols * sizeof *dyc);
+}
+
+static const plast_real *bias_of(const plast_layer *l)
+{
+    return l->nparams > 1 ? l->param[1].w : NULL;
+}
+
+/* Y = W col + b for nc samples in one product; buf holds the columns,
+ * then the product [cout, nc*cols]. */
+static void forward_chunk(const plast_layer *l, const conv_geom *g, const plast_real *x, int nc,
+                          plast_real *buf, plast_real *y, int threads)
+{
+    int ld = nc * g->cols;
+    plast_real *yc = buf + (size_t)g->rows * (size_t)ld;
+    im2col_chunk(g, x, nc, buf);
+    plast_gemm_mt(threads, 0, 0, g->cout, ld, g->rows, 1.0f, l->param[0].w, g->rows, buf, ld,
+                  0.0f, yc, ld);
+    scatter_output(g, yc, nc, bias_of(l), y);
+}
+
+/* A pointwise conv needs no lowering: Y_s = W x_s (+ b), straight into y. */
+static void forward_pointwise(const plast_layer *l, const conv_geom *g, const plast_real *x,
+                              int batch, plast_real *y, int threads)
+{
+    size_t nx = (size_t)g->rows * (size_t)g->cols, ny = (size_t)g->cout * (size_t)g->cols;
+    const plast_real *b = bias_of(l);
+    for (int n = 0; n < batch; n++) {
+        plast_real *ys = y + (size_t)n * ny;
+        plast_gemm_mt(threads, 0, 0, g->cout, g->cols, g->rows, 1.0f, l->param[0].w, g->rows,
+                      x + (size_t)n * nx, g->cols, 0.0f, ys, g->cols);
+        for (int c = 0; b && c < g->cout; c++)
+            for (int j = 0; j < g->cols; j++)
+                ys[(size_t)c * (size_t)g->cols + (size_t)j] += b[c];
     }
 }
 
@@ -246,58 +384,85 @@ static int conv2d_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y
         rc = check_tensor(l, y, "output", batch, ny, e);
     if (rc != PLAST_OK)
         return rc;
-    plast_real *col = NULL;
-    if (!is_pointwise(&g) && !(col = scratch_alloc(l, ctx, g.rows, g.cols, "column", e)))
-        return PLAST_E_NOMEM;
-    for (int n = 0; n < batch; n++) {
-        const plast_real *xs = x->data + (size_t)n * nx;
-        plast_real *ys = y->data + (size_t)n * ny;
-        if (col)
-            im2col(&g, xs, col);
-        plast_gemm(0, 0, g.cout, g.cols, g.rows, 1.0f, l->param[0].w, g.rows, col ? col : xs,
-                   g.cols, 0.0f, ys, g.cols);
-        if (l->nparams > 1)
-            add_bias(&g, l->param[1].w, ys);
+    if (is_pointwise(&g)) {
+        forward_pointwise(l, &g, x->data, batch, y->data, ctx->threads);
+        return PLAST_OK;
     }
-    plast_mem_free(ctx->mem, col);
+    int nb = chunk_samples(&g, batch);
+    plast_real *buf = scratch_alloc(l, ctx, g.rows + g.cout, nb * g.cols, "column", e);
+    if (!buf)
+        return PLAST_E_NOMEM;
+    for (int n0 = 0; n0 < batch; n0 += nb) {
+        int nc = batch - n0 < nb ? batch - n0 : nb;
+        forward_chunk(l, &g, x->data + (size_t)n0 * nx, nc, buf, y->data + (size_t)n0 * ny,
+                      ctx->threads);
+    }
+    plast_mem_free(ctx->mem, buf);
     return PLAST_OK;
 }
 
-/* db[c] += dY summed over batch and space: each channel from zero, samples
- * then pixels in order, then added. */
+/* db[c] += dY summed over batch and space: per channel CONV_LANES partial
+ * sums (pixel j of each sample into lane j % CONV_LANES, samples in
+ * order), then the lanes in order, then added. */
 static void add_bias_grad(const conv_geom *g, const plast_real *dy, int batch, plast_real *db)
 {
     size_t ny = (size_t)g->cout * (size_t)g->cols;
+    int body = g->cols / CONV_LANES * CONV_LANES;
     for (int c = 0; c < g->cout; c++) {
-        plast_real acc = 0.0f;
+        plast_real acc[CONV_LANES] = {0};
         for (int n = 0; n < batch; n++) {
             const plast_real *row = dy + (size_t)n * ny + (size_t)c * (size_t)g->cols;
-            for (int j = 0; j < g->cols; j++)
-                acc += row[j];
+            for (int j = 0; j < body; j += CONV_LANES)
+                for (int k = 0; k < CONV_LANES; k++)
+                    acc[k] += row[j + k];
+            for (int j = body; j < g->cols; j++)
+                acc[j - body] += row[j];
         }
-        db[c] += acc;
+        plast_real sum = 0.0f;
+        for (int k = 0; k < CONV_LANES; k++)
+            sum += acc[k];
+        db[c] += sum;
     }
 }
 
-/* One sample's backward; col is scratch (NULL for a pointwise conv), dw
- * the batch's weight gradient (NULL when frozen), started at sample 0. */
-static void backward_sample(const plast_layer *l, const conv_geom *g, const plast_real *xs,
-                            const plast_real *dys, plast_real *dxs, plast_real *col,
-                            plast_real *dw, int first)
+/* Backward for nc samples in long products: buf holds the columns (then
+ * dcol) and dY gathered [cout, nc*cols].  dw (NULL when frozen) gets
+ * dY col^T, stored by the first chunk and added by the others; dx (NULL:
+ * not wanted) gets col2im(W^T dY). */
+static void backward_chunk(const plast_layer *l, const conv_geom *g, const plast_real *x,
+                           const plast_real *dy, int nc, plast_real *buf, plast_real *dw,
+                           int first, plast_real *dx, int threads)
 {
-    if (dw) { /* dw (+)= dY_s col_s^T */
-        if (col)
-            im2col(g, xs, col);
-        plast_gemm(0, 1, g->cout, g->rows, g->cols, 1.0f, dys, g->cols, col ? col : xs,
-                   g->cols, first ? 0.0f : 1.0f, dw, g->rows);
+    int ld = nc * g->cols;
+    plast_real *dyc = buf + (size_t)g->rows * (size_t)ld;
+    gather_grad(g, dy, nc, dyc);
+    if (dw) {
+        im2col_chunk(g, x, nc, buf);
+        plast_gemm_mt(threads, 0, 1, g->cout, g->rows, ld, 1.0f, dyc, ld, buf, ld,
+                      first ? 0.0f : 1.0f, dw, g->rows);
     }
-    if (!dxs)
+    if (!dx)
         return;
-    /* dcol = W^T dY_s, straight into dx when there is nothing to fold */
-    plast_gemm(1, 0, g->rows, g->cols, g->cout, 1.0f, l->param[0].w, g->rows, dys, g->cols,
-               0.0f, col ? col : dxs, g->cols);
-    if (col)
-        col2im(g, col, dxs);
+    plast_gemm_mt(threads, 1, 0, g->rows, ld, g->cout, 1.0f, l->param[0].w, g->rows, dyc, ld,
+                  0.0f, buf, ld);
+    col2im_chunk(g, buf, nc, dx);
+}
+
+/* Pointwise, one sample at a time: dw (+)= dY_s x_s^T, dx_s = W^T dY_s. */
+static void backward_pointwise(const plast_layer *l, const conv_geom *g, const plast_real *x,
+                               const plast_real *dy, int batch, plast_real *dw, plast_real *dx,
+                               int threads)
+{
+    size_t nx = (size_t)g->rows * (size_t)g->cols, ny = (size_t)g->cout * (size_t)g->cols;
+    for (int n = 0; n < batch; n++) {
+        const plast_real *dys = dy + (size_t)n * ny;
+        if (dw)
+            plast_gemm_mt(threads, 0, 1, g->cout, g->rows, g->cols, 1.0f, dys, g->cols,
+                          x + (size_t)n * nx, g->cols, n == 0 ? 0.0f : 1.0f, dw, g->rows);
+        if (dx)
+            plast_gemm_mt(threads, 1, 0, g->rows, g->cols, g->cout, 1.0f, l->param[0].w, g->rows,
+                          dys, g->cols, 0.0f, dx + (size_t)n * nx, g->cols);
+    }
 }
 
 /* The batch's gradient is summed apart and added to param.g once, so
@@ -325,24 +490,31 @@ static int conv2d_backward(plast_layer *l, const plast_tensor *x, const plast_te
         rc = check_tensor(l, dx, "input gradient", batch, nx, e);
     if (rc != PLAST_OK || (l->frozen && !dx))
         return rc;
-    plast_real *col = NULL, *dw = NULL;
-    if (!is_pointwise(&g) && !(col = scratch_alloc(l, ctx, g.rows, g.cols, "column", e)))
+    int nb = chunk_samples(&g, batch);
+    plast_real *buf = NULL, *dw = NULL;
+    if (!is_pointwise(&g) &&
+        !(buf = scratch_alloc(l, ctx, g.rows + g.cout, nb * g.cols, "column", e)))
         return PLAST_E_NOMEM;
     if (!l->frozen && !(dw = scratch_alloc(l, ctx, g.cout, g.rows, "weight gradient", e))) {
         rc = PLAST_E_NOMEM;
-        goto undo_col;
+        goto undo_buf;
     }
-    for (int n = 0; n < batch; n++)
-        backward_sample(l, &g, x->data + (size_t)n * nx, dy->data + (size_t)n * ny,
-                        dx ? dx->data + (size_t)n * nx : NULL, col, dw, n == 0);
+    if (!buf)
+        backward_pointwise(l, &g, x->data, dy->data, batch, dw, dx ? dx->data : NULL,
+                           ctx->threads);
+    for (int n0 = 0; buf && n0 < batch; n0 += nb) {
+        int nc = batch - n0 < nb ? batch - n0 : nb;
+        backward_chunk(l, &g, x->data + (size_t)n0 * nx, dy->data + (size_t)n0 * ny, nc, buf,
+                       dw, n0 == 0, dx ? dx->data + (size_t)n0 * nx : NULL, ctx->threads);
+    }
     if (dw) {
         add_into(l->param[0].g, dw, l->param[0].count);
         if (l->nparams > 1)
             add_bias_grad(&g, dy->data, batch, l->param[1].g);
     }
     plast_mem_free(ctx->mem, dw);
-undo_col:
-    plast_mem_free(ctx->mem, col);
+undo_buf:
+    plast_mem_free(ctx->mem, buf);
     return rc;
 }
 

@@ -40,6 +40,17 @@ enum { RNN_OUT_LAST, RNN_OUT_SEQUENCE };
 /* Columns of the deltas summed at a time for the bias gradient. */
 #define RNN_BIAS_CHUNK 64
 
+/* tanh(9) rounds to 1 in float: |z| is clamped there (these are its bits). */
+#define RNN_TANH_CLAMP_BITS 0x41100000
+#define RNN_INF_BITS 0x7f800000
+
+/* Element-wise loops vectorised when built with OpenMP (the same bits). */
+#ifdef _OPENMP
+#define RNN_SIMD _Pragma("omp simd")
+#else
+#define RNN_SIMD
+#endif
+
 static const char *const rnn_outputs[] = {"last", "sequence", NULL};
 
 static const plast_setting rnn_settings[] = {
@@ -225,29 +236,84 @@ static int check_io(const plast_layer *l, const plast_tensor *x, const plast_ten
 
 /* ---- forward ---- */
 
+static inline float bits_float(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline uint32_t float_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* tanh within 3 ulp, with no branch so that loops over it vectorise:
+ * tanh|z| = -m / (2 + m), m = expm1(-2|z|) = 2^k (expm1(r) + 1) - 1 with
+ * -2|z| = k ln 2 + r, |r| <= ln2/2, expm1(r) by its Taylor series to r^7
+ * (the next term is below half an ulp).  NaN stays NaN. */
+static inline float rnn_tanh1(float z)
+{
+    const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    /* |z| clamped on its bits, which order like the values; NaN's are above
+     * infinity's and pass */
+    int32_t bits = (int32_t)(float_bits(z) & 0x7fffffffu);
+    int32_t clamped = bits < RNN_TANH_CLAMP_BITS ? bits : RNN_TANH_CLAMP_BITS;
+    float a = bits_float((uint32_t)(bits > RNN_INF_BITS ? bits : clamped));
+    float v = -2.0f * a;
+    float t = v * 1.44269504f + round_magic; /* v / ln 2, rounded */
+    float kf = t - round_magic;
+    int32_t k = (int32_t)(float_bits(t) - float_bits(round_magic));
+    float r = (v - kf * 0.693145752f) - kf * 1.42860677e-06f; /* ln 2 in two parts */
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = r + r * r * p;                                    /* expm1(r) */
+    float scale = bits_float((uint32_t)(k + 127) << 23); /* 2^k, k >= -26 */
+    float m = scale * p + (scale - 1.0f);
+    return copysignf(-m / (2.0f + m), z);
+}
+
+/* v[i] = tanh(v[i]); the same bits vectorised or not. */
+static void rnn_tanh(plast_real *v, size_t n)
+{
+    RNN_SIMD
+    for (size_t i = 0; i < n; i++)
+        v[i] = rnn_tanh1(v[i]);
+}
+
+
 /* Every hidden state of the batch into H [batch*steps, units]. */
-static void run_steps(const plast_layer *l, const plast_real *x, int batch, plast_real *H)
+static void run_steps(const plast_layer *l, const plast_real *x, int batch, plast_real *H,
+                      int threads)
 {
     const rnn_state *st = l->priv;
     int U = st->units, T = st->steps, F = st->features, ld = T * U;
     int rows = batch * T;
     /* every step's input projection at once: x is [batch*steps, features] */
-    plast_gemm(0, 1, rows, U, F, 1.0f, x, F, l->param[RNN_W_IH].w, F, 0.0f, H, U);
+    plast_gemm_mt(threads, 0, 1, rows, U, F, 1.0f, x, F, l->param[RNN_W_IH].w, F, 0.0f, H, U);
     if (l->nparams > RNN_BIAS) {
         const plast_real *b = l->param[RNN_BIAS].w;
-        for (int r = 0; r < rows; r++)
+        for (int r = 0; r < rows; r++) {
+            plast_real *row = H + (size_t)r * (size_t)U;
+            RNN_SIMD
             for (int j = 0; j < U; j++)
-                H[(size_t)r * (size_t)U + (size_t)j] += b[j];
+                row[j] += b[j];
+        }
     }
     for (int t = 0; t < T; t++) {
         plast_real *h = H + (size_t)t * (size_t)U;
         if (t > 0) /* h_0 = 0 adds nothing at the first step */
-            plast_gemm(0, 1, batch, U, U, 1.0f, h - U, ld, l->param[RNN_W_HH].w, U, 1.0f, h,
-                       ld);
+            plast_gemm_mt(threads, 0, 1, batch, U, U, 1.0f, h - U, ld, l->param[RNN_W_HH].w, U,
+                          1.0f, h, ld);
         for (int s = 0; s < batch; s++) {
             plast_real *row = h + (size_t)s * (size_t)ld;
-            for (int j = 0; j < U; j++)
-                row[j] = tanhf(row[j]);
+            rnn_tanh(row, (size_t)U);
         }
     }
 }
@@ -273,20 +339,20 @@ static int rnn_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y,
     if (st->sequence || !ctx->train)
         free_saved(st); /* nothing kept: a later backward must not see stale states */
     if (st->sequence) {
-        run_steps(l, x->data, batch, y->data);
+        run_steps(l, x->data, batch, y->data, ctx->threads);
         return PLAST_OK;
     }
     if (ctx->train) {
         if ((rc = ensure_saved(l, ctx->mem, batch, e)) != PLAST_OK)
             return rc;
-        run_steps(l, x->data, batch, st->saved);
+        run_steps(l, x->data, batch, st->saved, ctx->threads);
         copy_last(st, st->saved, batch, y->data);
         return PLAST_OK;
     }
     plast_real *H = alloc_states(l, ctx->mem, PLAST_MEM_SCRATCH, batch, e);
     if (!H)
         return PLAST_E_NOMEM;
-    run_steps(l, x->data, batch, H);
+    run_steps(l, x->data, batch, H, ctx->threads);
     copy_last(st, H, batch, y->data);
     plast_mem_free(ctx->mem, H);
     return PLAST_OK;
@@ -297,7 +363,7 @@ static int rnn_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y,
 /* D[s, t] = dJ/dh_t (.) (1 - h_t^2), from the last step back, where
  * dJ/dh_t = dy's step t (sequence; only t = T for last) + D[s, t+1] W_hh. */
 static void deltas(const plast_layer *l, const plast_real *H, const plast_real *dy, int batch,
-                   plast_real *D)
+                   plast_real *D, int threads)
 {
     const rnn_state *st = l->priv;
     int U = st->units, T = st->steps, ld = T * U;
@@ -313,13 +379,14 @@ static void deltas(const plast_layer *l, const plast_real *H, const plast_real *
         for (int s = 0; s < batch; s++) {
             plast_real *d = D + (size_t)s * (size_t)ld + off;
             const plast_real *h = H + (size_t)s * (size_t)ld + off;
+            RNN_SIMD
             for (size_t j = 0; j < u; j++)
                 d[j] *= 1.0f - h[j] * h[j];
         }
         /* last: steps before T get no dy, so beta 0 overwrites their rows */
         if (t > 0)
-            plast_gemm(0, 0, batch, U, U, 1.0f, D + off, ld, l->param[RNN_W_HH].w, U,
-                       st->sequence ? 1.0f : 0.0f, D + off - u, ld);
+            plast_gemm_mt(threads, 0, 0, batch, U, U, 1.0f, D + off, ld, l->param[RNN_W_HH].w, U,
+                          st->sequence ? 1.0f : 0.0f, D + off - u, ld);
     }
 }
 
@@ -346,7 +413,8 @@ static void add_column_sums(const plast_real *D, int rows, int units, plast_real
  * of D pairs with row r - 1 of H; the pairs that straddle two samples
  * (t = 1 with the previous sample's h_T) get D's row zeroed, so they add
  * exactly nothing.  Destroys those rows of D: call it last. */
-static void add_recurrent_grad(plast_layer *l, const plast_real *H, int batch, plast_real *D)
+static void add_recurrent_grad(plast_layer *l, const plast_real *H, int batch, plast_real *D,
+                               int threads)
 {
     const rnn_state *st = l->priv;
     int U = st->units, T = st->steps, rows = batch * T;
@@ -354,7 +422,8 @@ static void add_recurrent_grad(plast_layer *l, const plast_real *H, int batch, p
         return; /* h_0 = 0: W_hh has no effect */
     for (int s = 1; s < batch; s++)
         memset(D + (size_t)s * (size_t)T * (size_t)U, 0, (size_t)U * sizeof *D);
-    plast_gemm(1, 0, U, U, rows - 1, 1.0f, D + U, U, H, U, 1.0f, l->param[RNN_W_HH].g, U);
+    plast_gemm_mt(threads, 1, 0, U, U, rows - 1, 1.0f, D + U, U, H, U, 1.0f,
+                  l->param[RNN_W_HH].g, U);
 }
 
 static int rnn_backward(plast_layer *l, const plast_tensor *x, const plast_tensor *y,
@@ -377,23 +446,25 @@ static int rnn_backward(plast_layer *l, const plast_tensor *x, const plast_tenso
         /* released, or the forward ran in eval mode: the same bits again */
         if (!(recomputed = alloc_states(l, ctx->mem, PLAST_MEM_SCRATCH, batch, e)))
             return PLAST_E_NOMEM;
-        run_steps(l, x->data, batch, recomputed);
+        run_steps(l, x->data, batch, recomputed, ctx->threads);
         H = recomputed;
     }
     if (!(D = alloc_states(l, ctx->mem, PLAST_MEM_SCRATCH, batch, e))) {
         plast_mem_free(ctx->mem, recomputed);
         return PLAST_E_NOMEM;
     }
-    deltas(l, H, dy->data, batch, D);
+    deltas(l, H, dy->data, batch, D, ctx->threads);
     if (!l->frozen) {
-        plast_gemm(1, 0, U, F, rows, 1.0f, D, U, x->data, F, 1.0f, l->param[RNN_W_IH].g, F);
+        plast_gemm_mt(ctx->threads, 1, 0, U, F, rows, 1.0f, D, U, x->data, F, 1.0f,
+                      l->param[RNN_W_IH].g, F);
         if (l->nparams > RNN_BIAS)
             add_column_sums(D, rows, U, l->param[RNN_BIAS].g);
     }
     if (dx) /* dX = D W_ih, every step at once */
-        plast_gemm(0, 0, rows, F, U, 1.0f, D, U, l->param[RNN_W_IH].w, F, 0.0f, dx->data, F);
+        plast_gemm_mt(ctx->threads, 0, 0, rows, F, U, 1.0f, D, U, l->param[RNN_W_IH].w, F, 0.0f,
+                      dx->data, F);
     if (!l->frozen)
-        add_recurrent_grad(l, H, batch, D);
+        add_recurrent_grad(l, H, batch, D, ctx->threads);
     plast_mem_free(ctx->mem, D);
     plast_mem_free(ctx->mem, recomputed);
     return PLAST_OK;
@@ -436,8 +507,7 @@ void plast_rnn_step(const plast_layer *l, int batch, const plast_real *x_t, int 
     }
     if (h_prev)
         plast_gemm(0, 1, batch, U, U, 1.0f, h_prev, U, l->param[RNN_W_HH].w, U, 1.0f, h, U);
-    for (size_t i = 0; i < (size_t)batch * u; i++)
-        h[i] = tanhf(h[i]);
+    rnn_tanh(h, (size_t)batch * u);
 }
 
 void plast_rnn_step_grad(plast_layer *l, int batch, const plast_real *delta,
