@@ -4,18 +4,19 @@
 #             beside PyTorch's train_torch.py --model cnn|rnn --epochs 5
 #   memory:   the CNN at batch 1024 under bp and drtp, the tracker's
 #             activations+input peak beside bench/memcount.py
-# usage: bench/layers.sh [OUTDIR] [--quick]     (PLAST, BASELINES as run.sh)
+# usage: bench/layers.sh [OUTDIR] [--quick] [--epochs N]  (PLAST, BASELINES as run.sh)
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(dirname "$HERE")
-OUT="" QUICK=""
-for a in "$@"; do
-  case "$a" in
+OUT="" QUICK="" EPOCHS=5
+while [ $# -gt 0 ]; do
+  case "$1" in
     --quick) QUICK=1 ;;
+    --epochs) EPOCHS=${2:?--epochs needs a number}; shift ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
-    -*) echo "unknown option $a" >&2; exit 2 ;;
-    *) OUT=$a ;;
-  esac
+    -*) echo "unknown option $1" >&2; exit 2 ;;
+    *) OUT=$1 ;;
+  esac; shift
 done
 OUT=${OUT:-$HERE/results/layers-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT/plast" "$OUT/torch"
@@ -27,7 +28,7 @@ if [ -z "${PLAST_PLUGIN_PATH:-}" ]; then
   export PLAST_PLUGIN_SYSTEM_PATH=
 fi
 BASELINES=${BASELINES:-$(dirname "$TOP")/shared/baselines}
-E=5; MB=(); [ -n "$QUICK" ] && { E=1; MB=(--set run.max_batches=20); }
+E=$EPOCHS; MB=(); [ -n "$QUICK" ] && { E=1; MB=(--set run.max_batches=20); }
 TUN="glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296"
 ts() { date -u +%H:%M:%S; }
 {

@@ -40,6 +40,7 @@ def main():
     print(f"# plast layer benchmarks: {os.path.basename(out)}\n")
     print("```\n" + open(os.path.join(out, "env.txt")).read().strip() + "\n```\n")
     print("## Accuracy and time, Fashion-MNIST, batch 128, seed 0, 1 thread\n")
+    print("(the accuracy bars are for 5 epochs)\n")
     print("| model | plast acc % | PyTorch acc % | bar | plast s/epoch | PyTorch s/epoch | ratio |")
     print("|---|---|---|---|---|---|---|")
     rows = [("CNN bp, SGD 0.1", "cnn_sgd_b128_t1", "cnn_sgd_b128_t1_best", -0.5),
