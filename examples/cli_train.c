@@ -198,7 +198,7 @@ static void log_meta(run_state *s, const train_opts *o)
             "{\"type\":\"meta\",\"version\":\"%s\",\"abi\":%u,\"config\":\"%s\",\"rule\":\"%s\","
             "\"rule_file\":\"%s\",\"seed\":%llu,\"threads\":%d,\"batch\":%d,\"epochs\":%d,"
             "\"ftz\":%s,\"params\":%zu,\"params_primary\":%zu,\"params_aux\":0,"
-            "\"flops_per_sample\":%llu,\"train_samples\":%zu,"
+            "\"flops_per_sample\":%llu,\"bytes_per_sample\":%llu,\"train_samples\":%zu,"
             "\"test_samples\":%zu,\"forward_passes_per_update\":1,\"config_hash\":\"%016llx\","
             "\"resumed\":%s}\n",
             plast_version(), PLAST_ABI_VERSION, o->ini, plast_trainer_rule_name(t),
@@ -206,7 +206,7 @@ static void log_meta(run_state *s, const train_opts *o)
             plast_trainer_threads(t), plast_trainer_batch(t), plast_trainer_epochs(t),
             plast_trainer_flush_denormals(t) ? "true" : "false", plast_model_nparams(m),
             primary_params(m), (unsigned long long)plast_model_flops(m),
-            plast_trainer_train_samples(t), plast_trainer_test_samples(t),
+            (unsigned long long)plast_model_bytes(m), plast_trainer_train_samples(t), plast_trainer_test_samples(t),
             (unsigned long long)report_config_hash(s->cfg), o->resume ? "true" : "false");
     fflush(f);
 }

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "plast/layer.h"
+#include "plast/plugin.h"
 
 /* PyTorch's nn.Linear bound 1/sqrt(fan_in), for weights and biases alike.
  * Parameters are drawn in declaration order (weights before bias), each
@@ -20,4 +21,20 @@ void plast_layer_default_init(plast_layer *l, plast_rng *rng)
         for (size_t j = 0; j < p->count; j++)
             p->w[j] = plast_rng_uniform(rng, -bound, bound);
     }
+}
+
+uint64_t plast_layer_bytes(const plast_layer *l, int batch)
+{
+    uint64_t values = (uint64_t)plast_shape_size(&l->in) + plast_shape_size(&l->out);
+    if (l->ninputs == 2)
+        values += plast_shape_size(&l->in2);
+    values *= (uint64_t)batch;
+    for (int p = 0; p < l->nparams; p++)
+        values += l->param[p].count;
+    return values * sizeof(plast_real);
+}
+
+uint64_t plast_layer_flops(const plast_layer *l, int batch)
+{
+    return PLAST_HAS(l->ops, plast_layer_ops, flops) ? l->ops->flops(l, batch) : 0;
 }

@@ -440,12 +440,17 @@ int plast_model_find_layer(const plast_model *m, const char *name)
 uint64_t plast_model_flops(const plast_model *m)
 {
     uint64_t f = 0;
-    for (int i = 0; i < m->nlayers; i++) {
-        const plast_layer_ops *ops = m->layers[i].ops;
-        if (PLAST_HAS(ops, plast_layer_ops, flops))
-            f += ops->flops(&m->layers[i], 1);
-    }
+    for (int i = 0; i < m->nlayers; i++)
+        f += plast_layer_flops(&m->layers[i], 1);
     return f;
+}
+
+uint64_t plast_model_bytes(const plast_model *m)
+{
+    uint64_t b = 0;
+    for (int i = 0; i < m->nlayers; i++)
+        b += plast_layer_bytes(&m->layers[i], 1);
+    return b;
 }
 
 void plast_model_attach(plast_model *m, const plast_loss_ops *loss, plast_optim *optim,

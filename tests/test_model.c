@@ -417,3 +417,28 @@ Test(model, topology_errors)
                 buf, sizeof buf);
     cr_expect(strstr(buf, "add: input 3 and from 4 differ in shape") != NULL, "%s", buf);
 }
+
+/* FLOP and byte counts: dense 8 -> 6 moves its input, output and weights. */
+Test(model, flop_and_byte_counts)
+{
+    plast_registry *reg;
+    plast_mem *mem;
+    plast_err e;
+    int rc;
+    plast_model *m = build(mlp, &reg, &mem, &e, &rc);
+    CHECK_OK(rc, e);
+    plast_layer *h1 = plast_model_layer(m, 1);
+    cr_expect(eq(u64, plast_layer_bytes(h1, 2), (uint64_t)(2 * 8 + 2 * 6 + 8 * 6 + 6) * 4));
+    cr_expect(eq(u64, plast_layer_flops(h1, 2), (uint64_t)2 * 2 * 8 * 6));
+    uint64_t f = 0, b = 0;
+    for (int i = 0; i < plast_model_nlayers(m); i++) {
+        f += plast_layer_flops(plast_model_layer(m, i), 1);
+        b += plast_layer_bytes(plast_model_layer(m, i), 1);
+    }
+    cr_expect(eq(u64, plast_model_flops(m), f));
+    cr_expect(eq(u64, plast_model_bytes(m), b));
+    cr_expect(f > 0 && b > 0);
+    plast_model_destroy(m);
+    plast_mem_destroy(mem);
+    plast_registry_destroy(reg);
+}

@@ -109,6 +109,13 @@ struct plast_layer_ops {
                      plast_err *e);
 };
 
+/* Bytes a forward pass of `batch` samples must move at least: its
+ * input(s), its output and its parameters, in fp32 (the memory-traffic
+ * side of the FLOP count). */
+uint64_t plast_layer_bytes(const plast_layer *l, int batch);
+/* FLOPs of a forward pass (0 when the layer does not say). */
+uint64_t plast_layer_flops(const plast_layer *l, int batch);
+
 /* Default initialisation: every parameter U(+-1/sqrt(fan_in)). */
 void plast_layer_default_init(plast_layer *l, plast_rng *rng);
 

@@ -65,6 +65,8 @@ plast_mem *plast_model_mem(plast_model *m);
 uint64_t plast_model_seed(const plast_model *m);
 /* Forward FLOPs of one sample (layers that report them). */
 uint64_t plast_model_flops(const plast_model *m);
+/* Bytes one sample's forward pass moves at least (plast_layer_bytes). */
+uint64_t plast_model_bytes(const plast_model *m);
 
 /* What training uses beside the layers: set by the trainer before the
  * rule is created (not owned by the model). */
