@@ -1,6 +1,7 @@
-/* layertest.h - helpers for the layer suites (test_conv, test_pool): build
- * a layer from its ops and INI text, run small stacks forward and
- * backward, and check backward against central finite differences.
+/* layertest.h - helpers for the layer suites (test_layers, test_conv,
+ * test_pool, test_rnn, test_batchnorm): build a layer from its ops and INI
+ * text, run small stacks forward and backward, and check backward against
+ * central finite differences.
  *
  * The finite differences (ALGORITHMS.md §2) run the fp32 forward and sum
  * the scalar loss L = sum(y * r) (r random, fixed) in double; h = 1e-3;
@@ -73,7 +74,9 @@ static inline int lt_try(plast_layer *l, const plast_layer_ops *ops, const char 
     return rc;
 }
 
-/* Create, map parameters to fresh arrays (gradients zeroed), init. */
+/* Create, map parameters to fresh arrays (gradients zeroed), init from
+ * stream (seed, INIT, 0) as the model does: the layer's own init if it has
+ * one, else the default. */
 static inline void lt_make(plast_layer *l, const plast_layer_ops *ops, const char *ini,
                            plast_shape in, uint64_t seed)
 {
@@ -88,7 +91,10 @@ static inline void lt_make(plast_layer *l, const plast_layer_ops *ops, const cha
     }
     plast_rng r;
     plast_rng_stream(&r, seed, PLAST_STREAM_INIT, 0);
-    plast_layer_default_init(l, &r);
+    if (ops->init)
+        ops->init(l, &r);
+    else
+        plast_layer_default_init(l, &r);
 }
 
 static inline void lt_free(plast_layer *l)
@@ -126,11 +132,17 @@ static inline plast_real *lt_copy(const plast_real *p, size_t n)
 
 typedef void (*lt_fill_fn)(plast_real *p, size_t n, plast_rng *r);
 
+/* U(lo, hi). */
+static inline void lt_fill_range(plast_real *p, size_t n, plast_rng *r, float lo, float hi)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = plast_rng_uniform(r, lo, hi);
+}
+
 /* U(-1, 1). */
 static inline void lt_fill_uniform(plast_real *p, size_t n, plast_rng *r)
 {
-    for (size_t i = 0; i < n; i++)
-        p[i] = plast_rng_uniform(r, -1.0f, 1.0f);
+    lt_fill_range(p, n, r, -1.0f, 1.0f);
 }
 
 /* A shuffle of n values in [-1, 1) spaced 2/n apart: no two within reach
@@ -148,7 +160,8 @@ static inline void lt_fill_distinct(plast_real *p, size_t n, plast_rng *r)
     }
 }
 
-/* A stack of layers run forward and backward on one batch. */
+/* A stack of layers run forward and backward on one batch.  View layers
+ * (flatten) get no output or dx buffer of their own. */
 typedef struct lt_net {
     int n, batch;
     plast_layer l[LT_MAX_LAYERS];
@@ -172,18 +185,19 @@ static inline void lt_net_add(lt_net *t, const plast_layer_ops *ops, const char 
                               uint64_t seed)
 {
     cr_assert(lt(int, t->n, LT_MAX_LAYERS));
-    cr_assert(eq(uint, ops->flags & PLAST_LAYER_VIEW, 0u), "view layers are not supported here");
     plast_shape in = t->n ? t->l[t->n - 1].out : t->in;
     lt_make(&t->l[t->n], ops, ini, in, seed + (uint64_t)t->n);
+    t->l[t->n].index = t->n;
     t->n++;
 }
 
 static inline void lt_net_free_outputs(lt_net *t)
 {
     for (int i = 0; i < t->n; i++)
-        plast_tensor_free(&t->out[i]);
+        plast_tensor_free(&t->out[i]); /* views have no owner: nothing freed */
 }
 
+/* Frees the layers without release(): destroy() must free kept states. */
 static inline void lt_net_fini(lt_net *t)
 {
     lt_net_free_outputs(t);
@@ -201,9 +215,13 @@ static inline const plast_tensor *lt_net_forward(lt_net *t)
     const plast_tensor *in = &t->x;
     for (int i = 0; i < t->n; i++) {
         plast_layer *l = &t->l[i];
-        t->out[i] = lt_tensor(t->mem, t->batch, l->out);
-        for (size_t j = 0; j < t->out[i].size; j++)
-            t->out[i].data[j] = NAN; /* forward must write every element */
+        if (l->ops->flags & PLAST_LAYER_VIEW) {
+            t->out[i] = (plast_tensor){0};
+        } else {
+            t->out[i] = lt_tensor(t->mem, t->batch, l->out);
+            for (size_t j = 0; j < t->out[i].size; j++)
+                t->out[i].data[j] = NAN; /* forward must write every element */
+        }
         cr_assert(eq(int, l->ops->forward(l, in, &t->out[i], &t->ctx, &e), 0), "%s", e.msg);
         in = &t->out[i];
     }
@@ -211,7 +229,8 @@ static inline const plast_tensor *lt_net_forward(lt_net *t)
 }
 
 /* Backward of the whole stack from dL/dy = r; dL/dx into dx if not NULL.
- * Each layer's dx starts as NaN, so an element it does not write shows. */
+ * Each layer's dx starts as NaN, so an element it does not write shows
+ * (views take their dy's data instead). */
 static inline void lt_net_backward(lt_net *t, const plast_real *r, plast_real *dx)
 {
     plast_err e = {0};
@@ -220,11 +239,19 @@ static inline void lt_net_backward(lt_net *t, const plast_real *r, plast_real *d
     for (int i = t->n - 1; i >= 0; i--) {
         plast_layer *l = &t->l[i];
         const plast_tensor *x = i ? &t->out[i - 1] : &t->x;
-        plast_tensor g = lt_tensor(t->mem, t->batch, l->in);
-        for (size_t j = 0; j < g.size; j++)
-            g.data[j] = NAN; /* backward must write every element */
+        plast_tensor g = {0};
+        int view = (l->ops->flags & PLAST_LAYER_VIEW) != 0;
+        if (!view) {
+            g = lt_tensor(t->mem, t->batch, l->in);
+            for (size_t j = 0; j < g.size; j++)
+                g.data[j] = NAN; /* backward must write every element */
+        }
         cr_assert(eq(int, l->ops->backward(l, x, &t->out[i], &dy, &g, &t->ctx, &e), 0), "%s",
                   e.msg);
+        if (view) { /* g borrows dy's buffer: hand it over */
+            g.owner = dy.owner;
+            dy.owner = NULL;
+        }
         plast_tensor_free(&dy);
         dy = g;
     }
@@ -232,6 +259,9 @@ static inline void lt_net_backward(lt_net *t, const plast_real *r, plast_real *d
         memcpy(dx, dy.data, dy.size * sizeof *dx);
     plast_tensor_free(&dy);
 }
+
+/* The scalar loss L = sum(y * r) of whatever `ctx` is. */
+typedef double (*lt_loss_fn)(void *ctx, const plast_real *r);
 
 static inline double lt_net_loss(lt_net *t, const plast_real *r)
 {
@@ -242,21 +272,34 @@ static inline double lt_net_loss(lt_net *t, const plast_real *r)
     return s;
 }
 
-/* Numeric dL/dv[i] for every element of v (a weight or input array). */
-static inline void lt_numeric_grad(lt_net *t, const plast_real *r, plast_real *v, size_t n,
-                                   double *num)
+/* Numeric dL/dv[i] for every element of v (a weight or input array),
+ * L = loss(ctx, r). */
+static inline void lt_numeric_diff(lt_loss_fn loss, void *ctx, const plast_real *r,
+                                   plast_real *v, size_t n, double *num)
 {
     for (size_t i = 0; i < n; i++) {
         plast_real keep = v[i];
         v[i] = keep + FD_H;
-        double up = lt_net_loss(t, r);
+        double up = loss(ctx, r);
         double step = (double)v[i];
         v[i] = keep - FD_H;
-        double down = lt_net_loss(t, r);
+        double down = loss(ctx, r);
         step -= (double)v[i]; /* the step fp32 really took */
         v[i] = keep;
         num[i] = (up - down) / step;
     }
+}
+
+static inline double lt_net_loss_fn(void *t, const plast_real *r)
+{
+    return lt_net_loss(t, r);
+}
+
+/* lt_numeric_diff with the net's fp32 forward. */
+static inline void lt_numeric_grad(lt_net *t, const plast_real *r, plast_real *v, size_t n,
+                                   double *num)
+{
+    lt_numeric_diff(lt_net_loss_fn, t, r, v, n, num);
 }
 
 static inline void lt_compare_grads(const char *what, const plast_real *ana, const double *num,

@@ -10,25 +10,13 @@
 #include "config.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <criterion/criterion.h>
-#include <criterion/new/assert.h>
-
-#include "plast/config.h"
-#include "plast/layer.h"
-#include "plast/mem.h"
-#include "plast/rng.h"
-#include "plast/tensor.h"
+#include "layertest.h"
 
 extern const plast_layer_ops plast_layer_batchnorm;
 
-#define FD_H 1e-3f
-#define FD_REL 2e-2
-#define FD_MIN_G 1e-3
-#define FD_MIN_COS 0.999
 #define REF_TOL 1e-5 /* fp32 forward against the double reference, relative */
 #define EPS 1e-5     /* the default eps */
 
@@ -36,44 +24,10 @@ enum { GAMMA, BETA, RMEAN, RVAR };
 
 /* ---- helpers ---- */
 
-static plast_shape shape1(int a)
-{
-    return (plast_shape){1, {a, 0, 0}};
-}
-
-static plast_shape shape3(int a, int b, int c)
-{
-    return (plast_shape){3, {a, b, c}};
-}
-
-/* Parse "[layer.t]\n" + ini against batchnorm's schema. */
-static int args_for(plast_args **a, const char *ini, plast_err *e)
-{
-    char text[512];
-    snprintf(text, sizeof text, "[layer.t]\n%s", ini);
-    plast_config *cfg;
-    int rc = plast_config_parse_string(&cfg, "test.ini", text, e);
-    if (rc)
-        return rc;
-    rc = plast_args_parse(a, cfg, "layer.t", plast_layer_batchnorm.settings, NULL, NULL, e);
-    plast_config_destroy(cfg);
-    return rc;
-}
-
 /* create() on input shape `in`; returns its status. */
 static int layer_try(plast_layer *l, const char *ini, plast_shape in, plast_err *e)
 {
-    memset(l, 0, sizeof *l);
-    l->ops = &plast_layer_batchnorm;
-    snprintf(l->name, sizeof l->name, "t");
-    l->in = in;
-    plast_args *a;
-    int rc = args_for(&a, ini, e);
-    if (rc)
-        return rc;
-    rc = l->ops->create(l, a, e);
-    plast_args_destroy(a);
-    return rc;
+    return lt_try(l, &plast_layer_batchnorm, ini, in, e);
 }
 
 /* One layer, mapped as the model maps it (buffers get g == NULL), with its
@@ -85,21 +39,6 @@ typedef struct bn {
     int batch;
     plast_tensor x, y;
 } bn;
-
-static plast_tensor tensor_new(plast_mem *m, int batch, plast_shape s)
-{
-    plast_tensor t;
-    plast_err e = {0};
-    cr_assert(eq(int, plast_tensor_alloc(&t, m, PLAST_MEM_ACTIVATIONS, batch, &s, &e), 0),
-              "%s", e.msg);
-    return t;
-}
-
-static void fill_uniform(plast_real *p, size_t n, plast_rng *r, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = plast_rng_uniform(r, lo, hi);
-}
 
 /* Weights start as NaN so that init() is seen to write every one. */
 static void bn_make(bn *t, const char *ini, plast_shape in, int batch)
@@ -124,8 +63,8 @@ static void bn_make(bn *t, const char *ini, plast_shape in, int batch)
     cr_assert(eq(int, plast_mem_create(&t->mem, &e), 0));
     t->ctx = (plast_ctx){.mem = t->mem, .train = 1, .threads = 1};
     t->batch = batch;
-    t->x = tensor_new(t->mem, batch, in);
-    t->y = tensor_new(t->mem, batch, t->l.out);
+    t->x = lt_tensor(t->mem, batch, in);
+    t->y = lt_tensor(t->mem, batch, t->l.out);
 }
 
 static void bn_fini(bn *t)
@@ -147,10 +86,10 @@ static void bn_randomise(bn *t, uint64_t seed)
 {
     plast_rng r;
     plast_rng_stream(&r, seed, PLAST_STREAM_DATA, 0);
-    fill_uniform(t->x.data, t->x.size, &r, -1.0f, 1.0f);
+    lt_fill_range(t->x.data, t->x.size, &r, -1.0f, 1.0f);
     size_t c = t->l.param[GAMMA].count;
-    fill_uniform(t->l.param[GAMMA].w, c, &r, 0.5f, 1.5f);
-    fill_uniform(t->l.param[BETA].w, c, &r, -0.5f, 0.5f);
+    lt_fill_range(t->l.param[GAMMA].w, c, &r, 0.5f, 1.5f);
+    lt_fill_range(t->l.param[BETA].w, c, &r, -0.5f, 0.5f);
 }
 
 static int channels(const bn *t)
@@ -230,60 +169,21 @@ static plast_real *random_array(size_t n, uint64_t seed)
     cr_assert(p != NULL);
     plast_rng r;
     plast_rng_stream(&r, seed, PLAST_STREAM_DATA, 9);
-    fill_uniform(p, n, &r, -1.0f, 1.0f);
+    lt_fill_range(p, n, &r, -1.0f, 1.0f);
     return p;
-}
-
-static plast_real *copy_of(const plast_real *p, size_t n)
-{
-    plast_real *c = malloc(n * sizeof *c);
-    cr_assert(c != NULL);
-    memcpy(c, p, n * sizeof *c);
-    return c;
 }
 
 /* ---- finite differences ---- */
 
-static double loss(bn *t, const plast_real *r)
+/* L = sum(y * r) from the fp32 forward of the bn at `t`. */
+static double loss(void *t, const plast_real *r)
 {
-    forward_ok(t);
+    bn *b = t;
+    forward_ok(b);
     double s = 0.0;
-    for (size_t i = 0; i < t->y.size; i++)
-        s += (double)t->y.data[i] * r[i];
+    for (size_t i = 0; i < b->y.size; i++)
+        s += (double)b->y.data[i] * r[i];
     return s;
-}
-
-static void numeric_grad(bn *t, const plast_real *r, plast_real *v, size_t n, double *num)
-{
-    for (size_t i = 0; i < n; i++) {
-        plast_real keep = v[i];
-        v[i] = keep + FD_H;
-        double up = loss(t, r);
-        double step = (double)v[i];
-        v[i] = keep - FD_H;
-        double down = loss(t, r);
-        step -= (double)v[i]; /* the step fp32 really took */
-        v[i] = keep;
-        num[i] = (up - down) / step;
-    }
-}
-
-static void compare_grads(const char *what, const plast_real *ana, const double *num, size_t n)
-{
-    double dot = 0.0, na = 0.0, nn = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double a = ana[i], b = num[i];
-        dot += a * b;
-        na += a * a;
-        nn += b * b;
-        if (fabs(b) > FD_MIN_G || fabs(a) > FD_MIN_G) {
-            double rel = fabs(a - b) / fmax(fabs(a), fabs(b));
-            cr_assert(lt(dbl, rel, FD_REL), "%s[%zu]: analytic %g, numeric %g", what, i, a, b);
-        }
-    }
-    cr_assert(gt(dbl, nn, 1e-12), "%s: numeric gradient is all zero", what);
-    double cosine = dot / sqrt(na * nn);
-    cr_assert(gt(dbl, cosine, FD_MIN_COS), "%s: cosine %g", what, cosine);
 }
 
 /* dL/dx, dL/dgamma and dL/dbeta against finite differences, in the mode
@@ -297,8 +197,8 @@ static void check_fd(plast_shape in, int batch, int train)
     if (!train) {
         plast_rng r;
         plast_rng_stream(&r, 6, PLAST_STREAM_DATA, 1);
-        fill_uniform(t.l.param[RMEAN].w, t.l.param[RMEAN].count, &r, -0.3f, 0.3f);
-        fill_uniform(t.l.param[RVAR].w, t.l.param[RVAR].count, &r, 0.2f, 2.0f);
+        lt_fill_range(t.l.param[RMEAN].w, t.l.param[RMEAN].count, &r, -0.3f, 0.3f);
+        lt_fill_range(t.l.param[RVAR].w, t.l.param[RVAR].count, &r, 0.2f, 2.0f);
     }
     plast_real *r = random_array(t.y.size, 7);
     plast_real *dx = malloc(t.x.size * sizeof *dx);
@@ -309,14 +209,14 @@ static void check_fd(plast_shape in, int batch, int train)
         plast_param *pp = &t.l.param[p];
         double *num = malloc(pp->count * sizeof *num);
         cr_assert(num != NULL);
-        numeric_grad(&t, r, pp->w, pp->count, num);
-        compare_grads(pp->name, pp->g, num, pp->count);
+        lt_numeric_diff(loss, &t, r, pp->w, pp->count, num);
+        lt_compare_grads(pp->name, pp->g, num, pp->count);
         free(num);
     }
     double *num = malloc(t.x.size * sizeof *num);
     cr_assert(num != NULL);
-    numeric_grad(&t, r, t.x.data, t.x.size, num);
-    compare_grads("input", dx, num, t.x.size);
+    lt_numeric_diff(loss, &t, r, t.x.data, t.x.size, num);
+    lt_compare_grads("input", dx, num, t.x.size);
     free(num);
     free(dx);
     free(r);
@@ -325,22 +225,22 @@ static void check_fd(plast_shape in, int batch, int train)
 
 Test(batchnorm_fd, images_batch_statistics)
 {
-    check_fd(shape3(2, 3, 4), 3, 1);
+    check_fd(lt_shape3(2, 3, 4), 3, 1);
 }
 
 Test(batchnorm_fd, features_batch_statistics)
 {
-    check_fd(shape1(5), 4, 1);
+    check_fd(lt_shape1(5), 4, 1);
 }
 
 Test(batchnorm_fd, images_running_statistics_in_eval)
 {
-    check_fd(shape3(2, 3, 4), 3, 0);
+    check_fd(lt_shape3(2, 3, 4), 3, 0);
 }
 
 Test(batchnorm_fd, features_running_statistics_in_eval)
 {
-    check_fd(shape1(5), 4, 0);
+    check_fd(lt_shape1(5), 4, 0);
 }
 
 /* ---- forward ---- */
@@ -361,21 +261,21 @@ static void check_forward_reference(plast_shape in, int batch)
 
 Test(batchnorm, forward_images_matches_double_reference)
 {
-    check_forward_reference(shape3(2, 3, 4), 3);
+    check_forward_reference(lt_shape3(2, 3, 4), 3);
 }
 
 Test(batchnorm, forward_features_matches_double_reference)
 {
-    check_forward_reference(shape1(5), 4);
+    check_forward_reference(lt_shape1(5), 4);
 }
 
 Test(batchnorm, forward_is_deterministic)
 {
     bn t;
-    bn_make(&t, "", shape3(3, 2, 5), 4);
+    bn_make(&t, "", lt_shape3(3, 2, 5), 4);
     bn_randomise(&t, 2);
     forward_ok(&t);
-    plast_real *first = copy_of(t.y.data, t.y.size);
+    plast_real *first = lt_copy(t.y.data, t.y.size);
     forward_ok(&t);
     cr_assert(eq(int, memcmp(first, t.y.data, t.y.size * sizeof *first), 0));
     free(first);
@@ -400,7 +300,7 @@ static void check_running_statistics(const char *ini, double m, plast_shape in, 
     plast_rng r;
     plast_rng_stream(&r, 4, PLAST_STREAM_DATA, 2);
     for (int round = 0; round < 2; round++) {
-        fill_uniform(t.x.data, t.x.size, &r, -2.0f + (float)round, 1.0f + 2.0f * (float)round);
+        lt_fill_range(t.x.data, t.x.size, &r, -2.0f + (float)round, 1.0f + 2.0f * (float)round);
         for (int c = 0; c < C; c++) {
             double mean, var;
             ref_moments(&t, t.x.data, c, &mean, &var);
@@ -421,23 +321,23 @@ static void check_running_statistics(const char *ini, double m, plast_shape in, 
 
 Test(batchnorm, running_statistics_images_default_momentum)
 {
-    check_running_statistics("", 0.1, shape3(2, 3, 4), 3);
+    check_running_statistics("", 0.1, lt_shape3(2, 3, 4), 3);
 }
 
 Test(batchnorm, running_statistics_features_given_momentum)
 {
-    check_running_statistics("momentum = 0.25\n", 0.25, shape1(5), 4);
+    check_running_statistics("momentum = 0.25\n", 0.25, lt_shape1(5), 4);
 }
 
 Test(batchnorm, momentum_zero_keeps_running_statistics)
 {
-    check_running_statistics("momentum = 0\n", 0.0, shape1(3), 2);
+    check_running_statistics("momentum = 0\n", 0.0, lt_shape1(3), 2);
 }
 
 Test(batchnorm, eps_setting_is_used)
 {
     bn t;
-    bn_make(&t, "eps = 0.5\n", shape1(2), 3);
+    bn_make(&t, "eps = 0.5\n", lt_shape1(2), 3);
     bn_randomise(&t, 8);
     t.ctx.train = 0;
     t.l.param[RMEAN].w[0] = 0.25f;
@@ -477,7 +377,7 @@ static void check_eval(plast_shape in, int batch)
     }
     plast_real *before[4];
     for (int p = 0; p < 4; p++)
-        before[p] = copy_of(t.l.param[p].w, t.l.param[p].count);
+        before[p] = lt_copy(t.l.param[p].w, t.l.param[p].count);
     size_t live = plast_mem_live_total(t.mem);
     forward_ok(&t);
     cr_assert(eq(sz, plast_mem_live_total(t.mem), live), "eval forward kept memory");
@@ -493,12 +393,12 @@ static void check_eval(plast_shape in, int batch)
 
 Test(batchnorm, eval_uses_running_statistics_images)
 {
-    check_eval(shape3(3, 2, 2), 2);
+    check_eval(lt_shape3(3, 2, 2), 2);
 }
 
 Test(batchnorm, eval_uses_running_statistics_features_batch_one)
 {
-    check_eval(shape1(4), 1);
+    check_eval(lt_shape1(4), 1);
 }
 
 /* ---- create, settings, init, flops ---- */
@@ -507,7 +407,7 @@ Test(batchnorm, declares_parameters_then_buffers)
 {
     plast_layer l;
     plast_err e = {0};
-    cr_assert(eq(int, layer_try(&l, "", shape3(6, 5, 4), &e), 0), "%s", e.msg);
+    cr_assert(eq(int, layer_try(&l, "", lt_shape3(6, 5, 4), &e), 0), "%s", e.msg);
     cr_assert(plast_shape_equal(&l.out, &l.in));
     cr_assert(eq(int, l.nparams, 4));
     static const char *const names[] = {"weight", "bias", "running_mean", "running_var"};
@@ -523,7 +423,7 @@ Test(batchnorm, declares_parameters_then_buffers)
     l.ops->destroy(&l);
     cr_assert(l.priv == NULL);
 
-    cr_assert(eq(int, layer_try(&l, "", shape1(7), &e), 0), "%s", e.msg);
+    cr_assert(eq(int, layer_try(&l, "", lt_shape1(7), &e), 0), "%s", e.msg);
     cr_assert(plast_shape_equal(&l.out, &l.in));
     cr_assert(eq(sz, l.param[RVAR].count, 7));
     l.ops->destroy(&l);
@@ -532,7 +432,7 @@ Test(batchnorm, declares_parameters_then_buffers)
 Test(batchnorm, init_is_identity_with_empty_history)
 {
     bn t;
-    bn_make(&t, "", shape3(3, 2, 2), 2); /* weights were NaN before init */
+    bn_make(&t, "", lt_shape3(3, 2, 2), 2); /* weights were NaN before init */
     for (int c = 0; c < 3; c++) {
         cr_assert(eq(flt, t.l.param[GAMMA].w[c], 1.0f));
         cr_assert(eq(flt, t.l.param[BETA].w[c], 0.0f));
@@ -551,14 +451,14 @@ Test(batchnorm, settings_schema_and_ranges)
                                       "eps = 2\n", "eps = x\n", "gamma = 1\n"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         plast_layer l;
-        cr_assert(eq(int, layer_try(&l, bad[i], shape1(3), &e), PLAST_E_PARSE), "accepted %s",
+        cr_assert(eq(int, layer_try(&l, bad[i], lt_shape1(3), &e), PLAST_E_PARSE), "accepted %s",
                   bad[i]);
     }
     static const char *const good[] = {"momentum = 0\n", "momentum = 1\n", "eps = 1\n",
                                        "eps = 1e-3\n"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         plast_layer l;
-        cr_assert(eq(int, layer_try(&l, good[i], shape1(3), &e), 0), "%s: %s", good[i], e.msg);
+        cr_assert(eq(int, layer_try(&l, good[i], lt_shape1(3), &e), 0), "%s: %s", good[i], e.msg);
         l.ops->destroy(&l);
     }
 }
@@ -568,14 +468,14 @@ Test(batchnorm, settings_schema_and_ranges)
 Test(batchnorm, backward_adds_parameter_gradients)
 {
     bn t;
-    bn_make(&t, "", shape3(2, 3, 4), 3);
+    bn_make(&t, "", lt_shape3(2, 3, 4), 3);
     bn_randomise(&t, 13);
     plast_real *r = random_array(t.y.size, 14);
     forward_ok(&t);
     backward_ok(&t, r, NULL);
     plast_real *once[2];
     for (int p = GAMMA; p <= BETA; p++)
-        once[p] = copy_of(t.l.param[p].g, t.l.param[p].count);
+        once[p] = lt_copy(t.l.param[p].g, t.l.param[p].count);
     backward_ok(&t, r, NULL);
     for (int p = GAMMA; p <= BETA; p++) {
         int nonzero = 0;
@@ -594,13 +494,13 @@ Test(batchnorm, backward_adds_parameter_gradients)
 Test(batchnorm, buffers_have_no_gradient_and_are_untouched_by_backward)
 {
     bn t;
-    bn_make(&t, "", shape1(5), 4);
+    bn_make(&t, "", lt_shape1(5), 4);
     bn_randomise(&t, 15);
     cr_assert(t.l.param[RMEAN].g == NULL);
     cr_assert(t.l.param[RVAR].g == NULL);
     plast_real *r = random_array(t.y.size, 16), dx[20];
     forward_ok(&t);
-    plast_real *rm = copy_of(t.l.param[RMEAN].w, 5), *rv = copy_of(t.l.param[RVAR].w, 5);
+    plast_real *rm = lt_copy(t.l.param[RMEAN].w, 5), *rv = lt_copy(t.l.param[RVAR].w, 5);
     backward_ok(&t, r, dx); /* g == NULL: a write through it would crash */
     backward_ok(&t, r, NULL);
     cr_assert(eq(int, memcmp(rm, t.l.param[RMEAN].w, sizeof(float) * 5), 0));
@@ -629,7 +529,7 @@ Test(batchnorm, buffers_have_no_gradient_and_are_untouched_by_backward)
 Test(batchnorm, frozen_adds_nothing_but_still_gives_dx)
 {
     bn t;
-    bn_make(&t, "", shape3(2, 2, 2), 3);
+    bn_make(&t, "", lt_shape3(2, 2, 2), 3);
     bn_randomise(&t, 17);
     plast_real *r = random_array(t.y.size, 18), live[24], frozen[24];
     forward_ok(&t);
@@ -651,14 +551,14 @@ Test(batchnorm, frozen_adds_nothing_but_still_gives_dx)
 Test(batchnorm, null_dx_gives_the_same_parameter_gradients)
 {
     bn t;
-    bn_make(&t, "", shape1(3), 5);
+    bn_make(&t, "", lt_shape1(3), 5);
     bn_randomise(&t, 19);
     plast_real *r = random_array(t.y.size, 20), dx[15];
     forward_ok(&t);
     backward_ok(&t, r, dx);
     plast_real *with[2];
     for (int p = GAMMA; p <= BETA; p++) {
-        with[p] = copy_of(t.l.param[p].g, 3);
+        with[p] = lt_copy(t.l.param[p].g, 3);
         memset(t.l.param[p].g, 0, 3 * sizeof(float));
     }
     backward_ok(&t, r, NULL);
@@ -675,7 +575,7 @@ Test(batchnorm, null_dx_gives_the_same_parameter_gradients)
 Test(batchnorm, input_gradient_sums_to_zero_per_channel)
 {
     bn t;
-    bn_make(&t, "", shape3(2, 3, 4), 3);
+    bn_make(&t, "", lt_shape3(2, 3, 4), 3);
     bn_randomise(&t, 21);
     plast_real *r = random_array(t.y.size, 22), dx[72];
     forward_ok(&t);
@@ -699,7 +599,7 @@ Test(batchnorm, input_gradient_sums_to_zero_per_channel)
 Test(batchnorm, training_forward_keeps_two_floats_per_channel_until_release)
 {
     bn t;
-    bn_make(&t, "", shape3(3, 2, 2), 2);
+    bn_make(&t, "", lt_shape3(3, 2, 2), 2);
     bn_randomise(&t, 23);
     size_t act = plast_mem_live(t.mem, PLAST_MEM_ACTIVATIONS), total = plast_mem_live_total(t.mem);
     forward_ok(&t);
@@ -730,7 +630,7 @@ Test(batchnorm, training_forward_keeps_two_floats_per_channel_until_release)
 Test(batchnorm, eval_forward_drops_kept_statistics)
 {
     bn t;
-    bn_make(&t, "", shape1(4), 3);
+    bn_make(&t, "", lt_shape1(4), 3);
     bn_randomise(&t, 24);
     size_t total = plast_mem_live_total(t.mem);
     forward_ok(&t);
@@ -783,14 +683,14 @@ static void check_single_value_refused(plast_shape in)
 
 Test(batchnorm, refuses_one_value_per_channel_when_training)
 {
-    check_single_value_refused(shape1(5));
-    check_single_value_refused(shape3(2, 1, 1));
+    check_single_value_refused(lt_shape1(5));
+    check_single_value_refused(lt_shape3(2, 1, 1));
 }
 
 Test(batchnorm, one_sample_of_an_image_is_enough)
 {
     bn t;
-    bn_make(&t, "", shape3(2, 1, 2), 1); /* two values per channel */
+    bn_make(&t, "", lt_shape3(2, 1, 2), 1); /* two values per channel */
     bn_randomise(&t, 26);
     forward_ok(&t);
     double mean[2], var[2];
@@ -803,8 +703,8 @@ Test(batchnorm, one_sample_of_an_image_is_enough)
 Test(batchnorm, refuses_mismatched_tensors)
 {
     bn t;
-    bn_make(&t, "", shape1(4), 3);
-    plast_shape other = shape1(5);
+    bn_make(&t, "", lt_shape1(4), 3);
+    plast_shape other = lt_shape1(5);
     plast_real buf[15];
     plast_tensor y = plast_tensor_view(buf, 3, &other);
     plast_err e = {0};
@@ -816,7 +716,7 @@ Test(batchnorm, refuses_mismatched_tensors)
 Test(batchnorm, out_of_memory_for_statistics_changes_nothing)
 {
     bn t;
-    bn_make(&t, "", shape1(3), 4);
+    bn_make(&t, "", lt_shape1(3), 4);
     bn_randomise(&t, 27);
     size_t total = plast_mem_live_total(t.mem);
     plast_mem_fail_at(t.mem, 1);

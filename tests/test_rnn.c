@@ -10,212 +10,38 @@
 #include "config.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <criterion/criterion.h>
-#include <criterion/new/assert.h>
-
-#include "plast/config.h"
-#include "plast/layer.h"
-#include "plast/mem.h"
-#include "plast/rng.h"
-#include "plast/tensor.h"
+#include "layertest.h"
 
 extern const plast_layer_ops plast_layer_rnn;
 
-#define FD_H 1e-3f
-#define FD_REL 2e-2
-#define FD_MIN_G 1e-3
-#define FD_MIN_COS 0.999
 #define FWD_REL 1e-5
 #define DBL_REL 1e-3
-#define MAX_LAYERS 2
 
 /* ---- helpers ---- */
 
-static plast_shape shape1(int a)
-{
-    return (plast_shape){1, {a, 0, 0}};
-}
-
-static plast_shape shape3(int a, int b, int c)
-{
-    return (plast_shape){3, {a, b, c}};
-}
-
-/* Parse "[layer.t]\n" + ini against ops' schema. */
-static int args_for(plast_args **a, const plast_layer_ops *ops, const char *ini, plast_err *e)
-{
-    char text[512];
-    snprintf(text, sizeof text, "[layer.t]\n%s", ini);
-    plast_config *cfg;
-    int rc = plast_config_parse_string(&cfg, "test.ini", text, e);
-    if (rc)
-        return rc;
-    rc = plast_args_parse(a, cfg, "layer.t", ops->settings, NULL, NULL, e);
-    plast_config_destroy(cfg);
-    return rc;
-}
-
-/* Create an rnn on input shape `in`; returns create()'s status. */
 static int layer_try(plast_layer *l, const char *ini, plast_shape in, plast_err *e)
 {
-    memset(l, 0, sizeof *l);
-    l->ops = &plast_layer_rnn;
-    snprintf(l->name, sizeof l->name, "t");
-    l->in = in;
-    plast_args *a;
-    int rc = args_for(&a, l->ops, ini, e);
-    if (rc)
-        return rc;
-    rc = l->ops->create(l, a, e);
-    plast_args_destroy(a);
-    if (rc && l->ops->destroy)
-        l->ops->destroy(l);
-    return rc;
+    return lt_try(l, &plast_layer_rnn, ini, in, e);
 }
 
-/* Create, map parameters to fresh arrays (gradients zeroed), init with the
- * layer's own init from stream (seed, INIT, 0). */
+/* lt_make for an rnn, which brings its own init. */
 static void layer_make(plast_layer *l, const char *ini, plast_shape in, uint64_t seed)
 {
-    plast_err e = {0};
-    int rc = layer_try(l, ini, in, &e);
-    cr_assert(eq(int, rc, 0), "create: %s", e.msg);
-    for (int i = 0; i < l->nparams; i++) {
-        size_t n = l->param[i].count ? l->param[i].count : 1;
-        l->param[i].w = malloc(n * sizeof(plast_real));
-        l->param[i].g = calloc(n, sizeof(plast_real));
-        cr_assert(l->param[i].w != NULL);
-        cr_assert(l->param[i].g != NULL);
-    }
-    plast_rng r;
-    plast_rng_stream(&r, seed, PLAST_STREAM_INIT, 0);
-    cr_assert(l->ops->init != NULL);
-    l->ops->init(l, &r);
-}
-
-static void layer_free(plast_layer *l)
-{
-    for (int i = 0; i < l->nparams; i++) {
-        free(l->param[i].w);
-        free(l->param[i].g);
-    }
-    l->ops->destroy(l);
-}
-
-static plast_tensor tensor_new(plast_mem *m, int batch, plast_shape s)
-{
-    plast_tensor t;
-    plast_err e = {0};
-    cr_assert(eq(int, plast_tensor_alloc(&t, m, PLAST_MEM_ACTIVATIONS, batch, &s, &e), 0),
-              "%s", e.msg);
-    return t;
-}
-
-static void fill_uniform(plast_real *p, size_t n, plast_rng *r, float lo, float hi)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = plast_rng_uniform(r, lo, hi);
-}
-
-static plast_real *copy_of(const plast_real *p, size_t n)
-{
-    plast_real *c = malloc(n * sizeof *c);
-    cr_assert(c != NULL);
-    memcpy(c, p, n * sizeof *c);
-    return c;
-}
-
-/* A stack of rnn layers run forward and backward on one batch. */
-typedef struct net {
-    int n, batch;
-    plast_layer l[MAX_LAYERS];
-    plast_mem *mem;
-    plast_ctx ctx;
-    plast_tensor x, out[MAX_LAYERS];
-} net;
-
-static void net_init(net *t, int batch, plast_shape in)
-{
-    memset(t, 0, sizeof *t);
-    t->batch = batch;
-    t->l[0].in = in; /* read by the first net_add */
-    plast_err e = {0};
-    cr_assert(eq(int, plast_mem_create(&t->mem, &e), 0));
-    t->ctx = (plast_ctx){.mem = t->mem, .train = 1, .threads = 1};
-}
-
-static void net_add(net *t, const char *ini, uint64_t seed)
-{
-    cr_assert(t->n < MAX_LAYERS);
-    plast_shape in = t->n ? t->l[t->n - 1].out : t->l[0].in;
-    layer_make(&t->l[t->n], ini, in, seed + (uint64_t)t->n);
-    t->l[t->n].index = t->n;
-    t->n++;
+    cr_assert(plast_layer_rnn.init != NULL);
+    lt_make(l, &plast_layer_rnn, ini, in, seed);
 }
 
 /* Random biases: init sets them to 0, which would hide bias mistakes. */
-static void net_random_biases(net *t, uint64_t seed)
+static void net_random_biases(lt_net *t, uint64_t seed)
 {
     plast_rng r;
     plast_rng_stream(&r, seed, PLAST_STREAM_DATA, 9);
     for (int i = 0; i < t->n; i++)
         if (t->l[i].nparams > 2)
-            fill_uniform(t->l[i].param[2].w, t->l[i].param[2].count, &r, -0.5f, 0.5f);
-}
-
-static void net_free_outputs(net *t)
-{
-    for (int i = 0; i < t->n; i++)
-        plast_tensor_free(&t->out[i]);
-}
-
-/* Frees the layers without release(): destroy() must free kept states. */
-static void net_fini(net *t)
-{
-    net_free_outputs(t);
-    plast_tensor_free(&t->x);
-    for (int i = 0; i < t->n; i++)
-        layer_free(&t->l[i]);
-    cr_assert(eq(sz, plast_mem_live_total(t->mem), 0), "leaked memory");
-    plast_mem_destroy(t->mem);
-}
-
-static const plast_tensor *net_forward(net *t)
-{
-    plast_err e = {0};
-    net_free_outputs(t);
-    const plast_tensor *in = &t->x;
-    for (int i = 0; i < t->n; i++) {
-        plast_layer *l = &t->l[i];
-        t->out[i] = tensor_new(t->mem, t->batch, l->out);
-        cr_assert(eq(int, l->ops->forward(l, in, &t->out[i], &t->ctx, &e), 0), "%s", e.msg);
-        in = &t->out[i];
-    }
-    return in;
-}
-
-/* Backward of the whole stack from dL/dy = r; dL/dx into dx if not NULL. */
-static void net_backward(net *t, const plast_real *r, plast_real *dx)
-{
-    plast_err e = {0};
-    plast_tensor dy = tensor_new(t->mem, t->batch, t->l[t->n - 1].out);
-    memcpy(dy.data, r, dy.size * sizeof *r);
-    for (int i = t->n - 1; i >= 0; i--) {
-        plast_layer *l = &t->l[i];
-        const plast_tensor *x = i ? &t->out[i - 1] : &t->x;
-        plast_tensor g = tensor_new(t->mem, t->batch, l->in);
-        cr_assert(eq(int, l->ops->backward(l, x, &t->out[i], &dy, &g, &t->ctx, &e), 0), "%s",
-                  e.msg);
-        plast_tensor_free(&dy);
-        dy = g;
-    }
-    if (dx)
-        memcpy(dx, dy.data, dy.size * sizeof *dx);
-    plast_tensor_free(&dy);
+            lt_fill_range(t->l[i].param[2].w, t->l[i].param[2].count, &r, -0.5f, 0.5f);
 }
 
 /* ---- the naive forward in double ---- */
@@ -278,19 +104,14 @@ static double *naive_output(const plast_layer *l, const double *x, int batch)
 
 /* ---- finite differences ---- */
 
-/* L = sum(y r) from the fp32 layers (the method of test_layers.c), or from
- * the naive forward in double (FD_DOUBLE). */
+/* L = sum(y r) from the fp32 layers (lt_net_loss), or from the naive
+ * forward in double (FD_DOUBLE). */
 typedef enum fd_mode { FD_FP32, FD_DOUBLE } fd_mode;
 
-static double net_loss(net *t, const plast_real *r, fd_mode mode)
+static double naive_loss(void *net, const plast_real *r)
 {
+    lt_net *t = net;
     double s = 0.0;
-    if (mode == FD_FP32) {
-        const plast_tensor *y = net_forward(t);
-        for (size_t i = 0; i < y->size; i++)
-            s += (double)y->data[i] * r[i];
-        return s;
-    }
     double *cur = to_double(t->x.data, t->x.size);
     for (int i = 0; i < t->n; i++) {
         double *next = naive_output(&t->l[i], cur, t->batch);
@@ -302,42 +123,6 @@ static double net_loss(net *t, const plast_real *r, fd_mode mode)
         s += cur[i] * r[i];
     free(cur);
     return s;
-}
-
-/* Numeric dL/dv[i] for every element of v (a weight or input array). */
-static void numeric_grad(net *t, const plast_real *r, plast_real *v, size_t n, fd_mode mode,
-                         double *num)
-{
-    for (size_t i = 0; i < n; i++) {
-        plast_real keep = v[i];
-        v[i] = keep + FD_H;
-        double up = net_loss(t, r, mode);
-        double step = (double)v[i];
-        v[i] = keep - FD_H;
-        double down = net_loss(t, r, mode);
-        step -= (double)v[i]; /* the step fp32 really took */
-        v[i] = keep;
-        num[i] = (up - down) / step;
-    }
-}
-
-/* The project's criterion against the fp32 differences. */
-static void compare_grads(const char *what, const plast_real *ana, const double *num, size_t n)
-{
-    double dot = 0.0, na = 0.0, nn = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double a = ana[i], b = num[i];
-        dot += a * b;
-        na += a * a;
-        nn += b * b;
-        if (fabs(b) > FD_MIN_G || fabs(a) > FD_MIN_G) {
-            double rel = fabs(a - b) / fmax(fabs(a), fabs(b));
-            cr_assert(lt(dbl, rel, FD_REL), "%s[%zu]: analytic %g, numeric %g", what, i, a, b);
-        }
-    }
-    cr_assert(gt(dbl, nn, 1e-12), "%s: numeric gradient is all zero", what);
-    double cosine = dot / sqrt(na * nn);
-    cr_assert(gt(dbl, cosine, FD_MIN_COS), "%s: cosine %g", what, cosine);
 }
 
 /* Against the double differences, good to ~1e-6: 1e-3 relative, measured
@@ -365,32 +150,32 @@ static void expect_zero(const char *what, const plast_real *ana, const double *n
 }
 
 /* Gradient `ana` of v (n values) against both kinds of differences. */
-static void check_array(net *t, const plast_real *r, const char *what, plast_real *v,
+static void check_array(lt_net *t, const plast_real *r, const char *what, plast_real *v,
                         const plast_real *ana, size_t n, int zero, int fp32)
 {
     double *num = malloc(n * sizeof *num);
     cr_assert(num != NULL);
     for (fd_mode mode = fp32 ? FD_FP32 : FD_DOUBLE; mode <= FD_DOUBLE; mode++) {
-        numeric_grad(t, r, v, n, mode, num);
+        lt_numeric_diff(mode == FD_FP32 ? lt_net_loss_fn : naive_loss, t, r, v, n, num);
         if (zero)
             expect_zero(what, ana, num, n);
         else if (mode == FD_FP32)
-            compare_grads(what, ana, num, n);
+            lt_compare_grads(what, ana, num, n);
         else
             compare_tight(what, ana, num, n);
     }
     free(num);
 }
 
-static void fill_input(net *t, plast_rng *rng)
+static void fill_input(lt_net *t, plast_rng *rng)
 {
-    t->x = tensor_new(t->mem, t->batch, t->l[0].in);
-    fill_uniform(t->x.data, t->x.size, rng, -1.0f, 1.0f);
+    t->x = lt_tensor(t->mem, t->batch, t->in);
+    lt_fill_range(t->x.data, t->x.size, rng, -1.0f, 1.0f);
 }
 
 /* Every parameter gradient and the input gradient against the double
  * differences and, if `fp32`, the fp32 ones. */
-static void check_net(net *t, uint64_t seed, int fp32)
+static void check_net(lt_net *t, uint64_t seed, int fp32)
 {
     plast_rng rng;
     plast_rng_stream(&rng, seed, PLAST_STREAM_DATA, 0);
@@ -400,10 +185,10 @@ static void check_net(net *t, uint64_t seed, int fp32)
     plast_real *r = malloc(ny * sizeof *r), *dx = malloc(t->x.size * sizeof *dx);
     cr_assert(r != NULL);
     cr_assert(dx != NULL);
-    fill_uniform(r, ny, &rng, -1.0f, 1.0f);
+    lt_fill_range(r, ny, &rng, -1.0f, 1.0f);
 
-    net_forward(t);
-    net_backward(t, r, dx);
+    lt_net_forward(t);
+    lt_net_backward(t, r, dx);
     for (int i = 0; i < t->n; i++)
         for (int p = 0; p < t->l[i].nparams; p++) {
             plast_param *pp = &t->l[i].param[p];
@@ -425,67 +210,67 @@ static void check_net(net *t, uint64_t seed, int fp32)
 static void check_single(const char *ini, plast_shape in, int batch, uint64_t layer_seed,
                          uint64_t data_seed, int fp32)
 {
-    net t;
-    net_init(&t, batch, in);
-    net_add(&t, ini, layer_seed);
+    lt_net t;
+    lt_net_init(&t, batch, in);
+    lt_net_add(&t, &plast_layer_rnn, ini, layer_seed);
     check_net(&t, data_seed, fp32);
-    net_fini(&t);
+    lt_net_fini(&t);
 }
 
 Test(rnn_fd, last_one_step)
 {
-    check_single("units = 3\nsteps = 1\n", shape1(5), 2, 7, 11, 1);
+    check_single("units = 3\nsteps = 1\n", lt_shape1(5), 2, 7, 11, 1);
 }
 
 Test(rnn_fd, last_three_steps)
 {
-    check_single("units = 7\nsteps = 3\n", shape1(15), 3, 17, 21, 1);
+    check_single("units = 7\nsteps = 3\n", lt_shape1(15), 3, 17, 21, 1);
 }
 
 Test(rnn_fd, last_five_steps_image_shaped)
 {
-    check_single("units = 4\nsteps = 5\n", shape3(1, 5, 3), 2, 10, 14, 1);
+    check_single("units = 4\nsteps = 5\n", lt_shape3(1, 5, 3), 2, 10, 14, 1);
 }
 
 Test(rnn_fd, last_without_bias)
 {
-    check_single("units = 5\nsteps = 3\nbias = false\n", shape1(9), 3, 7, 11, 1);
+    check_single("units = 5\nsteps = 3\nbias = false\n", lt_shape1(9), 3, 7, 11, 1);
 }
 
 Test(rnn_fd, sequence_one_step)
 {
-    check_single("units = 5\nsteps = 1\noutput = sequence\n", shape1(3), 3, 7, 11, 1);
+    check_single("units = 5\nsteps = 1\noutput = sequence\n", lt_shape1(3), 3, 7, 11, 1);
 }
 
 Test(rnn_fd, sequence_three_steps)
 {
-    check_single("units = 3\nsteps = 3\noutput = sequence\n", shape1(21), 2, 7, 11, 1);
+    check_single("units = 3\nsteps = 3\noutput = sequence\n", lt_shape1(21), 2, 7, 11, 1);
 }
 
 Test(rnn_fd, sequence_five_steps)
 {
-    check_single("units = 6\nsteps = 5\noutput = sequence\n", shape3(5, 1, 2), 3, 8, 12, 1);
+    check_single("units = 6\nsteps = 5\noutput = sequence\n", lt_shape3(5, 1, 2), 3, 8, 12, 1);
 }
 
 Test(rnn_fd, stacked_sequence_then_last)
 {
-    net t;
-    net_init(&t, 3, shape1(12));
-    net_add(&t, "units = 5\nsteps = 4\noutput = sequence\n", 3);
-    net_add(&t, "units = 3\nsteps = 4\n", 3);
+    lt_net t;
+    lt_net_init(&t, 3, lt_shape1(12));
+    lt_net_add(&t, &plast_layer_rnn, "units = 5\nsteps = 4\noutput = sequence\n", 3);
+    lt_net_add(&t, &plast_layer_rnn, "units = 3\nsteps = 4\n", 3);
     cr_assert(eq(int, t.l[1].in.ndim, 2));
     cr_assert(eq(int, t.l[1].in.dim[0], 4));
     cr_assert(eq(int, t.l[1].in.dim[1], 5));
     check_net(&t, 5, 1);
-    net_fini(&t);
+    lt_net_fini(&t);
 }
 
 /* Seeds the fp32 check trips on (errors 2.7e-2 and 5.3e-2, all rounding):
  * the double differences find the gradients right. */
 Test(rnn_fd, double_check_on_a_seed_fp32_finds_too_noisy)
 {
-    check_single("units = 7\nsteps = 3\n", shape1(15), 3, 7, 11, 0);
-    check_single("units = 6\nsteps = 5\noutput = sequence\n", shape3(5, 1, 2), 3, 9, 13, 0);
+    check_single("units = 7\nsteps = 3\n", lt_shape1(15), 3, 7, 11, 0);
+    check_single("units = 6\nsteps = 5\noutput = sequence\n", lt_shape3(5, 1, 2), 3, 9, 13, 0);
 }
 
 /* ---- a case done by hand ---- */
@@ -504,7 +289,7 @@ static void hand_case(const char *ini, const float *dy_values)
     plast_err e = {0};
     cr_assert(eq(int, plast_mem_create(&mem, &e), 0));
     plast_layer l;
-    layer_make(&l, ini, shape1(2), 1);
+    layer_make(&l, ini, lt_shape1(2), 1);
     l.param[0].w[0] = 0.5f;
     l.param[1].w[0] = -0.8f;
     l.param[2].w[0] = 0.1f;
@@ -525,7 +310,7 @@ static void hand_case(const char *ini, const float *dy_values)
     cr_assert(epsilon_eq(flt, dxv[0], -0.069609027f, 1e-6f));
     cr_assert(epsilon_eq(flt, dxv[1], 0.122279374f, 1e-6f));
     l.ops->release(&l, &ctx);
-    layer_free(&l);
+    lt_free(&l);
     cr_assert(eq(sz, plast_mem_live_total(mem), 0));
     plast_mem_destroy(mem);
 }
@@ -551,7 +336,7 @@ Test(rnn, two_steps_by_hand_sequence_gradient_on_both_steps)
     plast_err e = {0};
     cr_assert(eq(int, plast_mem_create(&mem, &e), 0));
     plast_layer l;
-    layer_make(&l, "units = 1\nsteps = 2\noutput = sequence\n", shape1(2), 1);
+    layer_make(&l, "units = 1\nsteps = 2\noutput = sequence\n", lt_shape1(2), 1);
     l.param[0].w[0] = 0.5f;
     l.param[1].w[0] = -0.8f;
     l.param[2].w[0] = 0.1f;
@@ -566,7 +351,7 @@ Test(rnn, two_steps_by_hand_sequence_gradient_on_both_steps)
     cr_assert(epsilon_eq(flt, l.param[2].g[0], 0.105340695f + 0.711577762f, 1e-6f));
     cr_assert(epsilon_eq(flt, dxv[0], -0.069609027f + 0.355788881f, 1e-6f));
     cr_assert(epsilon_eq(flt, dxv[1], 0.122279374f, 1e-6f));
-    layer_free(&l);
+    lt_free(&l);
     plast_mem_destroy(mem);
 }
 
@@ -575,15 +360,15 @@ Test(rnn, two_steps_by_hand_sequence_gradient_on_both_steps)
 static void check_forward(const char *ini, int sequence, int train)
 {
     enum { B = 3, T = 4, F = 5, U = 6 };
-    net t;
-    net_init(&t, B, shape1(T * F));
-    net_add(&t, ini, 13);
+    lt_net t;
+    lt_net_init(&t, B, lt_shape1(T * F));
+    lt_net_add(&t, &plast_layer_rnn, ini, 13);
     t.ctx.train = train;
     plast_rng rng;
     plast_rng_stream(&rng, 2, PLAST_STREAM_DATA, 0);
     net_random_biases(&t, 2);
     fill_input(&t, &rng);
-    const plast_tensor *y = net_forward(&t);
+    const plast_tensor *y = lt_net_forward(&t);
     double *x = to_double(t.x.data, t.x.size), *H = naive_states(&t.l[0], x, B);
     free(x);
     double max_ref = 0.0;
@@ -602,7 +387,7 @@ static void check_forward(const char *ini, int sequence, int train)
                           "sample %d step %d unit %d: %.9g, naive %.9g", s, step, i, got, want);
             }
     free(H);
-    net_fini(&t);
+    lt_net_fini(&t);
 }
 
 Test(rnn, forward_last_matches_naive_loop_train)
@@ -627,33 +412,33 @@ Test(rnn, forward_without_bias_matches_naive_loop)
 
 Test(rnn, eval_and_train_forward_give_the_same_bits)
 {
-    net t;
-    net_init(&t, 3, shape1(12));
-    net_add(&t, "units = 5\nsteps = 4\n", 1);
+    lt_net t;
+    lt_net_init(&t, 3, lt_shape1(12));
+    lt_net_add(&t, &plast_layer_rnn, "units = 5\nsteps = 4\n", 1);
     plast_rng rng;
     plast_rng_stream(&rng, 4, PLAST_STREAM_DATA, 0);
     fill_input(&t, &rng);
-    plast_real *train = copy_of(net_forward(&t)->data, 15);
+    plast_real *train = lt_copy(lt_net_forward(&t)->data, 15);
     t.ctx.train = 0;
-    const plast_tensor *y = net_forward(&t);
+    const plast_tensor *y = lt_net_forward(&t);
     cr_assert(eq(int, memcmp(train, y->data, 15 * sizeof *train), 0));
     free(train);
-    net_fini(&t);
+    lt_net_fini(&t);
 }
 
 /* ---- memory ---- */
 
 /* One rnn layer with input, output, upstream gradient; nothing run yet. */
 typedef struct fixture {
-    net t;
+    lt_net t;
     plast_real *r;
     size_t ny;
 } fixture;
 
 static void setup(fixture *f, const char *ini, int batch, int T, int F)
 {
-    net_init(&f->t, batch, shape1(T * F));
-    net_add(&f->t, ini, 21);
+    lt_net_init(&f->t, batch, lt_shape1(T * F));
+    lt_net_add(&f->t, &plast_layer_rnn, ini, 21);
     net_random_biases(&f->t, 3);
     plast_rng rng;
     plast_rng_stream(&rng, 3, PLAST_STREAM_DATA, 1);
@@ -661,13 +446,13 @@ static void setup(fixture *f, const char *ini, int batch, int T, int F)
     f->ny = (size_t)batch * plast_shape_size(&f->t.l[0].out);
     f->r = malloc(f->ny * sizeof *f->r);
     cr_assert(f->r != NULL);
-    fill_uniform(f->r, f->ny, &rng, -1.0f, 1.0f);
+    lt_fill_range(f->r, f->ny, &rng, -1.0f, 1.0f);
 }
 
 static void teardown(fixture *f)
 {
     free(f->r);
-    net_fini(&f->t);
+    lt_net_fini(&f->t);
 }
 
 static size_t live(const fixture *f, plast_mem_cat cat)
@@ -681,7 +466,7 @@ Test(rnn_mem, training_last_keeps_the_states_until_release)
     fixture f;
     setup(&f, "units = 7\nsteps = 5\n", B, T, F);
     plast_layer *l = &f.t.l[0];
-    plast_tensor y = tensor_new(f.t.mem, B, l->out);
+    plast_tensor y = lt_tensor(f.t.mem, B, l->out);
     size_t before = live(&f, PLAST_MEM_ACTIVATIONS);
     plast_err e = {0};
     cr_assert(eq(int, l->ops->forward(l, &f.t.x, &y, &f.t.ctx, &e), 0), "%s", e.msg);
@@ -703,7 +488,7 @@ Test(rnn_mem, training_sequence_keeps_nothing_beyond_y)
     fixture f;
     setup(&f, "units = 4\nsteps = 3\noutput = sequence\n", 2, 3, 3);
     plast_layer *l = &f.t.l[0];
-    plast_tensor y = tensor_new(f.t.mem, 2, l->out);
+    plast_tensor y = lt_tensor(f.t.mem, 2, l->out);
     size_t before = live(&f, PLAST_MEM_ACTIVATIONS);
     plast_err e = {0};
     cr_assert(eq(int, l->ops->forward(l, &f.t.x, &y, &f.t.ctx, &e), 0), "%s", e.msg);
@@ -719,7 +504,7 @@ Test(rnn_mem, eval_keeps_nothing_and_drops_stale_states)
     fixture f;
     setup(&f, "units = 5\nsteps = 4\n", B, T, F);
     plast_layer *l = &f.t.l[0];
-    plast_tensor y = tensor_new(f.t.mem, B, l->out);
+    plast_tensor y = lt_tensor(f.t.mem, B, l->out);
     size_t before = live(&f, PLAST_MEM_ACTIVATIONS);
     plast_err e = {0};
     f.t.ctx.train = 0;
@@ -744,10 +529,10 @@ Test(rnn_mem, backward_frees_its_scratch)
     for (int i = 0; i < 2; i++) {
         fixture f;
         setup(&f, inis[i], 2, 3, 3);
-        net_forward(&f.t);
+        lt_net_forward(&f.t);
         size_t act = live(&f, PLAST_MEM_ACTIVATIONS);
         plast_real dx[2 * 9];
-        net_backward(&f.t, f.r, dx);
+        lt_net_backward(&f.t, f.r, dx);
         cr_assert(eq(sz, live(&f, PLAST_MEM_SCRATCH), 0), "%s", inis[i]);
         cr_assert(gt(sz, plast_mem_peak(f.t.mem, PLAST_MEM_SCRATCH), 0), "%s", inis[i]);
         cr_assert(eq(sz, live(&f, PLAST_MEM_ACTIVATIONS), act), "%s", inis[i]);
@@ -762,7 +547,7 @@ static plast_real **grads_copy(const plast_layer *l)
     plast_real **c = malloc(3 * sizeof *c);
     cr_assert(c != NULL);
     for (int p = 0; p < l->nparams; p++)
-        c[p] = copy_of(l->param[p].g, l->param[p].count);
+        c[p] = lt_copy(l->param[p].g, l->param[p].count);
     return c;
 }
 
@@ -771,12 +556,6 @@ static void grads_free(const plast_layer *l, plast_real **c)
     for (int p = 0; p < l->nparams; p++)
         free(c[p]);
     free(c);
-}
-
-static void zero_grads(plast_layer *l)
-{
-    for (int p = 0; p < l->nparams; p++)
-        memset(l->param[p].g, 0, l->param[p].count * sizeof(plast_real));
 }
 
 static void expect_grads_equal(const plast_layer *l, plast_real **want, const char *why)
@@ -793,10 +572,10 @@ Test(rnn, backward_adds_parameter_gradients)
         fixture f;
         setup(&f, inis[i], 3, 4, 2);
         plast_layer *l = &f.t.l[0];
-        net_forward(&f.t);
-        net_backward(&f.t, f.r, NULL);
+        lt_net_forward(&f.t);
+        lt_net_backward(&f.t, f.r, NULL);
         plast_real **once = grads_copy(l);
-        net_backward(&f.t, f.r, NULL);
+        lt_net_backward(&f.t, f.r, NULL);
         for (int p = 0; p < l->nparams; p++) {
             int nonzero = 0;
             for (size_t k = 0; k < l->param[p].count; k++) {
@@ -818,13 +597,13 @@ Test(rnn, frozen_layer_adds_nothing_but_still_gives_dx)
     setup(&f, "units = 5\nsteps = 4\n", B, T, F);
     plast_layer *l = &f.t.l[0];
     plast_real dx_live[B * T * F], dx_frozen[B * T * F];
-    net_forward(&f.t);
-    net_backward(&f.t, f.r, dx_live);
+    lt_net_forward(&f.t);
+    lt_net_backward(&f.t, f.r, dx_live);
     for (int p = 0; p < l->nparams; p++)
         for (size_t i = 0; i < l->param[p].count; i++)
             l->param[p].g[i] = 0.25f; /* sentinel */
     l->frozen = 1;
-    net_backward(&f.t, f.r, dx_frozen);
+    lt_net_backward(&f.t, f.r, dx_frozen);
     for (int p = 0; p < l->nparams; p++)
         for (size_t i = 0; i < l->param[p].count; i++)
             cr_assert(eq(flt, l->param[p].g[i], 0.25f), "%s[%zu] changed", l->param[p].name,
@@ -840,11 +619,11 @@ Test(rnn, null_dx_gives_the_same_parameter_gradients)
     setup(&f, "units = 5\nsteps = 3\n", B, T, F);
     plast_layer *l = &f.t.l[0];
     plast_real dx[B * T * F];
-    net_forward(&f.t);
-    net_backward(&f.t, f.r, dx);
+    lt_net_forward(&f.t);
+    lt_net_backward(&f.t, f.r, dx);
     plast_real **with = grads_copy(l);
-    zero_grads(l);
-    net_backward(&f.t, f.r, NULL);
+    lt_zero_grads(l);
+    lt_net_backward(&f.t, f.r, NULL);
     expect_grads_equal(l, with, "dx NULL");
     grads_free(l, with);
     teardown(&f);
@@ -859,19 +638,19 @@ Test(rnn, backward_after_release_recomputes_the_same_gradients)
     setup(&f, "units = 5\nsteps = 4\n", B, T, F);
     plast_layer *l = &f.t.l[0];
     plast_real dx_kept[B * T * F], dx_again[B * T * F];
-    net_forward(&f.t);
-    net_backward(&f.t, f.r, dx_kept);
+    lt_net_forward(&f.t);
+    lt_net_backward(&f.t, f.r, dx_kept);
     plast_real **kept = grads_copy(l);
-    zero_grads(l);
+    lt_zero_grads(l);
     l->ops->release(l, &f.t.ctx);
-    net_backward(&f.t, f.r, dx_again);
+    lt_net_backward(&f.t, f.r, dx_again);
     expect_grads_equal(l, kept, "after release");
     cr_assert(eq(int, memcmp(dx_kept, dx_again, sizeof dx_kept), 0));
     cr_assert(eq(sz, live(&f, PLAST_MEM_SCRATCH), 0));
-    zero_grads(l);
+    lt_zero_grads(l);
     f.t.ctx.train = 0;
-    net_forward(&f.t);
-    net_backward(&f.t, f.r, dx_again);
+    lt_net_forward(&f.t);
+    lt_net_backward(&f.t, f.r, dx_again);
     expect_grads_equal(l, kept, "after an eval forward");
     grads_free(l, kept);
     teardown(&f);
@@ -884,12 +663,12 @@ Test(rnn, backward_is_deterministic)
     setup(&f, "units = 9\nsteps = 5\noutput = sequence\n", B, T, F);
     plast_layer *l = &f.t.l[0];
     plast_real dx1[B * T * F], dx2[B * T * F];
-    net_forward(&f.t);
-    net_backward(&f.t, f.r, dx1);
+    lt_net_forward(&f.t);
+    lt_net_backward(&f.t, f.r, dx1);
     plast_real **first = grads_copy(l);
-    zero_grads(l);
-    net_forward(&f.t);
-    net_backward(&f.t, f.r, dx2);
+    lt_zero_grads(l);
+    lt_net_forward(&f.t);
+    lt_net_backward(&f.t, f.r, dx2);
     expect_grads_equal(l, first, "second run");
     cr_assert(eq(int, memcmp(dx1, dx2, sizeof dx1), 0));
     grads_free(l, first);
@@ -901,7 +680,7 @@ Test(rnn, shape_mismatch_is_an_error)
     fixture f;
     setup(&f, "units = 4\nsteps = 3\n", 2, 3, 2);
     plast_layer *l = &f.t.l[0];
-    plast_tensor y = tensor_new(f.t.mem, 2, shape1(5));
+    plast_tensor y = lt_tensor(f.t.mem, 2, lt_shape1(5));
     plast_err e = {0};
     cr_assert(eq(int, l->ops->forward(l, &f.t.x, &y, &f.t.ctx, &e), PLAST_E_INVAL));
     cr_assert(strstr(e.msg, "output") != NULL, "message: %s", e.msg);
@@ -916,7 +695,7 @@ Test(rnn, declares_shapes_and_parameters)
 {
     plast_layer l;
     plast_err e = {0};
-    cr_assert(eq(int, layer_try(&l, "units = 10\nsteps = 28\n", shape3(1, 28, 28), &e), 0),
+    cr_assert(eq(int, layer_try(&l, "units = 10\nsteps = 28\n", lt_shape3(1, 28, 28), &e), 0),
               "%s", e.msg);
     cr_assert(eq(int, l.out.ndim, 1));
     cr_assert(eq(int, l.out.dim[0], 10));
@@ -939,7 +718,7 @@ Test(rnn, declares_shapes_and_parameters)
     l.ops->destroy(&l);
 
     cr_assert(eq(int, layer_try(&l, "units = 6\nsteps = 4\noutput = sequence\nbias = no\n",
-                                shape1(8), &e), 0), "%s", e.msg);
+                                lt_shape1(8), &e), 0), "%s", e.msg);
     cr_assert(eq(int, l.out.ndim, 2));
     cr_assert(eq(int, l.out.dim[0], 4));
     cr_assert(eq(int, l.out.dim[1], 6));
@@ -953,7 +732,7 @@ Test(rnn, indivisible_input_names_both_numbers)
 {
     plast_layer l;
     plast_err e = {0};
-    cr_assert(eq(int, layer_try(&l, "units = 4\nsteps = 28\n", shape1(785), &e), PLAST_E_INVAL));
+    cr_assert(eq(int, layer_try(&l, "units = 4\nsteps = 28\n", lt_shape1(785), &e), PLAST_E_INVAL));
     cr_assert(strstr(e.msg, "28") != NULL, "message: %s", e.msg);
     cr_assert(strstr(e.msg, "785") != NULL, "message: %s", e.msg);
     cr_assert(strstr(e.msg, "steps") != NULL, "message: %s", e.msg);
@@ -963,7 +742,7 @@ static void expect_bad(const char *ini, const char *key)
 {
     plast_layer l;
     plast_err e = {0};
-    cr_assert(eq(int, layer_try(&l, ini, shape1(12), &e), PLAST_E_PARSE), "accepted \"%s\"",
+    cr_assert(eq(int, layer_try(&l, ini, lt_shape1(12), &e), PLAST_E_PARSE), "accepted \"%s\"",
               ini);
     cr_assert(strstr(e.msg, key) != NULL, "message: %s", e.msg);
 }
@@ -979,7 +758,7 @@ Test(rnn, settings_are_checked)
     expect_bad("units = 4\nsteps = 3\noutput = all\n", "output");
     plast_layer l;
     plast_err e = {0};
-    cr_assert(eq(int, layer_try(&l, "units = 65536\nsteps = 3\n", shape1(12), &e), 0), "%s",
+    cr_assert(eq(int, layer_try(&l, "units = 65536\nsteps = 3\n", lt_shape1(12), &e), 0), "%s",
               e.msg);
     l.ops->destroy(&l);
     cr_assert(eq(int, plast_schema_check(plast_layer_rnn.settings, "rnn", &e), 0), "%s", e.msg);
@@ -990,7 +769,7 @@ Test(rnn, settings_are_checked)
 Test(rnn, init_draws_weight_ih_then_weight_hh_and_zeroes_the_bias)
 {
     plast_layer l;
-    layer_make(&l, "units = 4\nsteps = 2\n", shape1(6), 77);
+    layer_make(&l, "units = 4\nsteps = 2\n", lt_shape1(6), 77);
     plast_rng r;
     plast_rng_stream(&r, 77, PLAST_STREAM_INIT, 0);
     for (int p = 0; p < 2; p++)
@@ -1000,13 +779,13 @@ Test(rnn, init_draws_weight_ih_then_weight_hh_and_zeroes_the_bias)
         }
     for (size_t i = 0; i < l.param[2].count; i++)
         cr_assert(eq(flt, l.param[2].w[i], 0.0f), "bias[%zu]", i);
-    layer_free(&l);
+    lt_free(&l);
 }
 
 Test(rnn, init_bound_follows_units_not_inputs)
 {
     plast_layer l;
-    layer_make(&l, "units = 25\nsteps = 1\n", shape1(400), 5);
+    layer_make(&l, "units = 25\nsteps = 1\n", lt_shape1(400), 5);
     float lo = 1.0f, hi = -1.0f;
     for (size_t i = 0; i < l.param[0].count; i++) {
         lo = fminf(lo, l.param[0].w[i]);
@@ -1016,5 +795,5 @@ Test(rnn, init_bound_follows_units_not_inputs)
     cr_assert(lt(flt, hi, 0.2f));
     cr_assert(lt(flt, lo, -0.19f), "10000 draws should reach near -0.2");
     cr_assert(gt(flt, hi, 0.19f), "10000 draws should reach near 0.2");
-    layer_free(&l);
+    lt_free(&l);
 }
