@@ -75,4 +75,5 @@ def main():
             print(f"\nplast / PyTorch epoch time: **{p['epoch_s_median'] / t['epoch_s_median']:.2f}**\n")
 
 
-main()
+if __name__ == "__main__":
+    main()

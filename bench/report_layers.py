@@ -4,21 +4,7 @@ import json
 import os
 import sys
 
-
-def load(path):
-    recs = {"epochs": []}
-    if not os.path.exists(path):
-        return recs
-    for line in open(path):
-        try:
-            d = json.loads(line)
-        except ValueError:
-            continue
-        if d.get("type") == "epoch":
-            recs["epochs"].append(d)
-        elif "type" in d:
-            recs[d["type"]] = d
-    return recs
+from report import load  # the JSONL reader of bench/report.py
 
 
 def acc(r):
@@ -73,4 +59,5 @@ def main():
         print(f"\ndrtp / bp = {meas['drtp'] / meas['bp']:.3f}\n")
 
 
-main()
+if __name__ == "__main__":
+    main()
