@@ -12,7 +12,12 @@
  * products at batch 128 that the issue's bar counts (fc1 forward and dW;
  * fc2 forward, dX and dW), then those plus fc1's dX, which the first
  * layer of a model skips.  PLAST_GEMM_KERNEL picks the path.
- * Not a test: nothing is asserted. */
+ * Not a test: nothing is asserted.
+ * Build from the source tree with a configured build directory BUILD (for
+ * its config.h):
+ *   gcc -std=c11 -ffp-contract=off -O2 -fopenmp -Iinclude -Ilibcore -IBUILD \
+ *       bench/gemm_bench.c libcore/gemm.c libcore/gemm_x86.c libcore/err.c \
+ *       libcore/fpenv.c -o gemm_bench -lm */
 #include "config.h"
 
 #include <errno.h>
