@@ -67,8 +67,10 @@ static int check_same(const plast_layer *l, const plast_tensor *a, const plast_t
     return PLAST_OK;
 }
 
-static int act_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y, act_fn f,
-                       plast_err *e)
+/* Always inlined into each type's wrapper, so f is a constant there and
+ * the element loop calls no function through a pointer. */
+__attribute__((always_inline)) static inline int
+act_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y, act_fn f, plast_err *e)
 {
     int rc = check_same(l, x, y, "output", e);
     if (rc)
@@ -79,8 +81,9 @@ static int act_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y, a
 }
 
 /* dx = dy * f'(y); dx may be dy.  No parameters: nothing to do without dx. */
-static int act_backward(plast_layer *l, const plast_tensor *y, const plast_tensor *dy,
-                        plast_tensor *dx, act_fn grad, plast_err *e)
+__attribute__((always_inline)) static inline int
+act_backward(plast_layer *l, const plast_tensor *y, const plast_tensor *dy, plast_tensor *dx,
+             act_fn grad, plast_err *e)
 {
     if (!dx)
         return PLAST_OK;
