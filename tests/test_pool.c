@@ -412,3 +412,32 @@ Test(pool, oversized_output_is_refused)
                    lt_shape3(1, INT_MAX, 1), PLAST_E_INVAL,
                    "maxpool output 2147483648x2 is too large");
 }
+
+/* The 2x2 stride-2 fast path against the scan rule on many ties: the
+ * first maximum in scan order gets the gradient (NaN: see above). */
+Test(pool, maxpool_2x2_matches_the_scan_rule)
+{
+    enum { C = 3, H = 6, W = 8 };
+    plast_real x[C * H * W], dx[C * H * W], y[C * 3 * 4], dy[C * 3 * 4];
+    plast_rng r;
+    plast_rng_seed(&r, 11, 12);
+    for (int i = 0; i < C * H * W; i++)
+        x[i] = (plast_real)plast_rng_below(&r, 3);
+    memset(dx, 0, sizeof dx);
+    for (int c = 0; c < C; c++)
+        for (int oy = 0; oy < 3; oy++)
+            for (int ox = 0; ox < 4; ox++) {
+                int best = c * H * W + 2 * oy * W + 2 * ox;
+                for (int dyy = 0; dyy < 2; dyy++)
+                    for (int dxx = 0; dxx < 2; dxx++) {
+                        int i = c * H * W + (2 * oy + dyy) * W + 2 * ox + dxx;
+                        if (x[i] > x[best])
+                            best = i;
+                    }
+                int o = (c * 3 + oy) * 4 + ox;
+                y[o] = x[best];
+                dy[o] = (plast_real)(o + 1);
+                dx[best] += dy[o];
+            }
+    check_hand(&plast_layer_maxpool, "kernel = 2\n", lt_shape3(C, H, W), 1, x, y, dy, dx);
+}

@@ -161,20 +161,45 @@ static size_t window_argmax(const pool_geom *g, const plast_real *x, int oy, int
     return best;
 }
 
+/* The common 2x2 window with stride 2 and no padding: the same scan and
+ * the same tie and NaN rules as window_argmax, without the bounds. */
+static int is_2x2(const pool_geom *g)
+{
+    return g->k == 2 && g->s == 2 && g->p == 0;
+}
+
+static inline size_t argmax_2x2(const pool_geom *g, const plast_real *x, int oy, int ox)
+{
+    size_t w = (size_t)g->w, i0 = (size_t)(2 * oy) * w + (size_t)(2 * ox);
+    const size_t cand[4] = {i0, i0 + 1, i0 + w, i0 + w + 1};
+    size_t best = i0;
+    for (int c = 1; c < 4; c++)
+        if (x[cand[c]] > x[best] || (isnan(x[cand[c]]) && !isnan(x[best])))
+            best = cand[c];
+    return best;
+}
+
+static inline size_t argmax_at(const pool_geom *g, const plast_real *x, int oy, int ox, int fast)
+{
+    return fast ? argmax_2x2(g, x, oy, ox) : window_argmax(g, x, oy, ox);
+}
+
 static void maxpool_plane(const pool_geom *g, const plast_real *x, plast_real *y)
 {
+    int fast = is_2x2(g);
     for (int oy = 0; oy < g->hout; oy++)
         for (int ox = 0; ox < g->wout; ox++)
-            y[(size_t)oy * (size_t)g->wout + (size_t)ox] = x[window_argmax(g, x, oy, ox)];
+            y[(size_t)oy * (size_t)g->wout + (size_t)ox] = x[argmax_at(g, x, oy, ox, fast)];
 }
 
 static void maxpool_plane_backward(const pool_geom *g, const plast_real *x,
                                    const plast_real *dy, plast_real *dx)
 {
+    int fast = is_2x2(g);
     memset(dx, 0, (size_t)g->h * (size_t)g->w * sizeof *dx);
     for (int oy = 0; oy < g->hout; oy++)
         for (int ox = 0; ox < g->wout; ox++)
-            dx[window_argmax(g, x, oy, ox)] += dy[(size_t)oy * (size_t)g->wout + (size_t)ox];
+            dx[argmax_at(g, x, oy, ox, fast)] += dy[(size_t)oy * (size_t)g->wout + (size_t)ox];
 }
 
 static void avgpool_plane(const pool_geom *g, const plast_real *x, plast_real *y)
