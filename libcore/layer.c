@@ -38,3 +38,14 @@ uint64_t plast_layer_flops(const plast_layer *l, int batch)
 {
     return PLAST_HAS(l->ops, plast_layer_ops, flops) ? l->ops->flops(l, batch) : 0;
 }
+
+int plast_layer_check_tensor(const plast_layer *l, const plast_tensor *t, const char *what,
+                             int batch, size_t n, plast_err *e)
+{
+    size_t have = plast_tensor_sample_size(t);
+    if (plast_tensor_batch(t) != batch || have != n)
+        return plast_err_set(e, PLAST_E_INVAL,
+                             "%s %s: %s: expected %d samples of %zu values, found %d of %zu",
+                             l->ops->name, l->name, what, batch, n, plast_tensor_batch(t), have);
+    return PLAST_OK;
+}

@@ -109,6 +109,11 @@ struct plast_layer_ops {
                      plast_err *e);
 };
 
+/* Check that t is [batch, n values per sample]; the error names the
+ * layer's type and name and `what` ("input", "output gradient"). */
+int plast_layer_check_tensor(const plast_layer *l, const plast_tensor *t, const char *what,
+                             int batch, size_t n, plast_err *e);
+
 /* Bytes a forward pass of `batch` samples must move at least: its
  * input(s), its output and its parameters, in fp32 (the memory-traffic
  * side of the FLOP count). */

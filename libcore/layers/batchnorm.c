@@ -119,19 +119,6 @@ static void batchnorm_destroy(plast_layer *l)
     l->priv = NULL;
 }
 
-/* t must be [batch, one sample of l->in]. */
-static int check_tensor(const plast_layer *l, const plast_tensor *t, const char *what,
-                        int batch, plast_err *e)
-{
-    size_t want = plast_shape_size(&l->in), have = plast_tensor_sample_size(t);
-    if (plast_tensor_batch(t) != batch || have != want)
-        return plast_err_set(e, PLAST_E_INVAL,
-                             "batchnorm %s: %s: expected %d samples of %zu values, found %d of "
-                             "%zu",
-                             l->name, what, batch, want, plast_tensor_batch(t), have);
-    return PLAST_OK;
-}
-
 /* Element i of sample s in channel c. */
 static size_t at(const bn_state *st, int s, int c, size_t i)
 {
@@ -222,9 +209,10 @@ static int batchnorm_forward(plast_layer *l, const plast_tensor *x, plast_tensor
     int batch = plast_tensor_batch(x);
     if (batch == 0)
         return PLAST_OK;
-    int rc = check_tensor(l, x, "input", batch, e);
+    size_t n = plast_shape_size(&l->in);
+    int rc = plast_layer_check_tensor(l, x, "input", batch, n, e);
     if (rc == PLAST_OK)
-        rc = check_tensor(l, y, "output", batch, e);
+        rc = plast_layer_check_tensor(l, y, "output", batch, n, e);
     if (rc != PLAST_OK)
         return rc;
     if (ctx->train) {
@@ -289,11 +277,12 @@ static int batchnorm_backward(plast_layer *l, const plast_tensor *x, const plast
     int batch = plast_tensor_batch(x);
     if (batch == 0)
         return PLAST_OK;
-    int rc = check_tensor(l, x, "input", batch, e);
+    size_t n = plast_shape_size(&l->in);
+    int rc = plast_layer_check_tensor(l, x, "input", batch, n, e);
     if (rc == PLAST_OK)
-        rc = check_tensor(l, dy, "output gradient", batch, e);
+        rc = plast_layer_check_tensor(l, dy, "output gradient", batch, n, e);
     if (rc == PLAST_OK && dx)
-        rc = check_tensor(l, dx, "input gradient", batch, e);
+        rc = plast_layer_check_tensor(l, dx, "input gradient", batch, n, e);
     if (rc != PLAST_OK)
         return rc;
     if (ctx->train && !st->saved)

@@ -144,18 +144,6 @@ static void conv2d_destroy(plast_layer *l)
     l->priv = NULL;
 }
 
-/* t must be [batch, n per sample]. */
-static int check_tensor(const plast_layer *l, const plast_tensor *t, const char *what,
-                        int batch, size_t n, plast_err *e)
-{
-    size_t have = plast_tensor_sample_size(t);
-    if (plast_tensor_batch(t) != batch || have != n)
-        return plast_err_set(e, PLAST_E_INVAL,
-                             "conv2d %s: %s: expected %d samples of %zu values, found %d of %zu",
-                             l->name, what, batch, n, plast_tensor_batch(t), have);
-    return PLAST_OK;
-}
-
 /* Columns ox in [*lo, *hi) read input column ox*s - p + kx inside [0, W). */
 static void valid_cols(const conv_geom *g, int kx, int *lo, int *hi)
 {
@@ -379,9 +367,9 @@ static int conv2d_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y
     if (batch == 0)
         return PLAST_OK;
     size_t nx = plast_shape_size(&l->in), ny = plast_shape_size(&l->out);
-    int rc = check_tensor(l, x, "input", batch, nx, e);
+    int rc = plast_layer_check_tensor(l, x, "input", batch, nx, e);
     if (rc == PLAST_OK)
-        rc = check_tensor(l, y, "output", batch, ny, e);
+        rc = plast_layer_check_tensor(l, y, "output", batch, ny, e);
     if (rc != PLAST_OK)
         return rc;
     if (is_pointwise(&g)) {
@@ -483,11 +471,11 @@ static int conv2d_backward(plast_layer *l, const plast_tensor *x, const plast_te
     if (batch == 0)
         return PLAST_OK;
     size_t nx = plast_shape_size(&l->in), ny = plast_shape_size(&l->out);
-    int rc = check_tensor(l, x, "input", batch, nx, e);
+    int rc = plast_layer_check_tensor(l, x, "input", batch, nx, e);
     if (rc == PLAST_OK)
-        rc = check_tensor(l, dy, "output gradient", batch, ny, e);
+        rc = plast_layer_check_tensor(l, dy, "output gradient", batch, ny, e);
     if (rc == PLAST_OK && dx)
-        rc = check_tensor(l, dx, "input gradient", batch, nx, e);
+        rc = plast_layer_check_tensor(l, dx, "input gradient", batch, nx, e);
     if (rc != PLAST_OK || (l->frozen && !dx))
         return rc;
     int nb = chunk_samples(&g, batch);

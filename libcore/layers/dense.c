@@ -42,18 +42,6 @@ static int dense_create(plast_layer *l, const plast_args *a, plast_err *e)
     return PLAST_OK;
 }
 
-/* t must be [batch, n per sample]. */
-static int check_tensor(const plast_layer *l, const plast_tensor *t, const char *what,
-                        int batch, size_t n, plast_err *e)
-{
-    size_t have = plast_tensor_sample_size(t);
-    if (plast_tensor_batch(t) != batch || have != n)
-        return plast_err_set(e, PLAST_E_INVAL,
-                             "dense %s: %s: expected %d samples of %zu values, found %d of %zu",
-                             l->name, what, batch, n, plast_tensor_batch(t), have);
-    return PLAST_OK;
-}
-
 /* Threads the products may use (threads split rows and columns of the
  * result, never the sums: the same bits for any count). */
 static int gemm_threads(const plast_ctx *ctx)
@@ -67,9 +55,9 @@ static int dense_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y,
     int units = l->out.dim[0], in = l->param[0].fan_in, batch = plast_tensor_batch(x);
     if (batch == 0)
         return PLAST_OK;
-    int rc = check_tensor(l, x, "input", batch, (size_t)in, e);
+    int rc = plast_layer_check_tensor(l, x, "input", batch, (size_t)in, e);
     if (rc == PLAST_OK)
-        rc = check_tensor(l, y, "output", batch, (size_t)units, e);
+        rc = plast_layer_check_tensor(l, y, "output", batch, (size_t)units, e);
     if (rc != PLAST_OK)
         return rc;
     plast_gemm_mt(gemm_threads(ctx), 0, 1, batch, units, in, 1.0f, x->data, in, l->param[0].w,
@@ -112,11 +100,11 @@ static int dense_backward(plast_layer *l, const plast_tensor *x, const plast_ten
     int units = l->out.dim[0], in = l->param[0].fan_in, batch = plast_tensor_batch(x);
     if (batch == 0)
         return PLAST_OK;
-    int rc = check_tensor(l, x, "input", batch, (size_t)in, e);
+    int rc = plast_layer_check_tensor(l, x, "input", batch, (size_t)in, e);
     if (rc == PLAST_OK)
-        rc = check_tensor(l, dy, "output gradient", batch, (size_t)units, e);
+        rc = plast_layer_check_tensor(l, dy, "output gradient", batch, (size_t)units, e);
     if (rc == PLAST_OK && dx)
-        rc = check_tensor(l, dx, "input gradient", batch, (size_t)in, e);
+        rc = plast_layer_check_tensor(l, dx, "input gradient", batch, (size_t)in, e);
     if (rc != PLAST_OK)
         return rc;
     if (!l->frozen) {

@@ -255,18 +255,6 @@ static void gap_plane_backward(const pool_geom *g, const plast_real *x, const pl
 
 /* ---- passes: every (sample, channel) plane in turn ---- */
 
-/* t must be [batch, n per sample]. */
-static int check_tensor(const plast_layer *l, const plast_tensor *t, const char *what,
-                        int batch, size_t n, plast_err *e)
-{
-    size_t have = plast_tensor_sample_size(t);
-    if (plast_tensor_batch(t) != batch || have != n)
-        return plast_err_set(e, PLAST_E_INVAL,
-                             "%s %s: %s: expected %d samples of %zu values, found %d of %zu",
-                             l->ops->name, l->name, what, batch, n, plast_tensor_batch(t), have);
-    return PLAST_OK;
-}
-
 static int run_forward(const plast_layer *l, const plast_tensor *x, plast_tensor *y,
                        plane_forward f, plast_err *e)
 {
@@ -274,9 +262,9 @@ static int run_forward(const plast_layer *l, const plast_tensor *x, plast_tensor
     int batch = plast_tensor_batch(x);
     if (batch == 0)
         return PLAST_OK;
-    int rc = check_tensor(l, x, "input", batch, plast_shape_size(&l->in), e);
+    int rc = plast_layer_check_tensor(l, x, "input", batch, plast_shape_size(&l->in), e);
     if (rc == PLAST_OK)
-        rc = check_tensor(l, y, "output", batch, plast_shape_size(&l->out), e);
+        rc = plast_layer_check_tensor(l, y, "output", batch, plast_shape_size(&l->out), e);
     if (rc != PLAST_OK)
         return rc;
     size_t planes = (size_t)batch * (size_t)l->in.dim[0];
@@ -294,11 +282,12 @@ static int run_backward(const plast_layer *l, const plast_tensor *x, const plast
     if (batch == 0 || !dx) /* no parameters: nothing else to do */
         return PLAST_OK;
     size_t nx = plast_shape_size(&l->in);
-    int rc = check_tensor(l, x, "input", batch, nx, e);
+    int rc = plast_layer_check_tensor(l, x, "input", batch, nx, e);
     if (rc == PLAST_OK)
-        rc = check_tensor(l, dy, "output gradient", batch, plast_shape_size(&l->out), e);
+        rc = plast_layer_check_tensor(l, dy, "output gradient", batch,
+                                      plast_shape_size(&l->out), e);
     if (rc == PLAST_OK)
-        rc = check_tensor(l, dx, "input gradient", batch, nx, e);
+        rc = plast_layer_check_tensor(l, dx, "input gradient", batch, nx, e);
     if (rc != PLAST_OK)
         return rc;
     size_t planes = (size_t)batch * (size_t)l->in.dim[0];

@@ -203,18 +203,6 @@ static int ensure_saved(plast_layer *l, plast_mem *mem, int batch, plast_err *e)
 
 /* ---- shapes ---- */
 
-/* t must be [batch, n per sample]. */
-static int check_tensor(const plast_layer *l, const plast_tensor *t, const char *what,
-                        int batch, size_t n, plast_err *e)
-{
-    size_t have = plast_tensor_sample_size(t);
-    if (plast_tensor_batch(t) != batch || have != n)
-        return plast_err_set(e, PLAST_E_INVAL,
-                             "rnn %s: %s: expected %d samples of %zu values, found %d of %zu",
-                             l->name, what, batch, n, plast_tensor_batch(t), have);
-    return PLAST_OK;
-}
-
 /* x, the output-shaped tensor `out` and optionally the input-shaped
  * `in_like`; batch*steps must fit the GEMM's int sizes. */
 static int check_io(const plast_layer *l, const plast_tensor *x, const plast_tensor *out,
@@ -223,11 +211,12 @@ static int check_io(const plast_layer *l, const plast_tensor *x, const plast_ten
     const rnn_state *st = l->priv;
     int batch = plast_tensor_batch(x);
     size_t in = (size_t)st->steps * (size_t)st->features;
-    int rc = check_tensor(l, x, "input", batch, in, e);
+    int rc = plast_layer_check_tensor(l, x, "input", batch, in, e);
     if (rc == PLAST_OK)
-        rc = check_tensor(l, out, out_what, batch, plast_shape_size(&l->out), e);
+        rc = plast_layer_check_tensor(l, out, out_what, batch, plast_shape_size(&l->out),
+                                      e);
     if (rc == PLAST_OK && in_like)
-        rc = check_tensor(l, in_like, "input gradient", batch, in, e);
+        rc = plast_layer_check_tensor(l, in_like, "input gradient", batch, in, e);
     if (rc == PLAST_OK && (int64_t)batch * st->steps > INT_MAX)
         rc = plast_err_set(e, PLAST_E_INVAL, "rnn %s: batch x steps must be at most %d, found "
                            "%d x %d", l->name, INT_MAX, batch, st->steps);
@@ -436,7 +425,7 @@ static int rnn_backward(plast_layer *l, const plast_tensor *x, const plast_tenso
         return PLAST_OK;
     int rc = check_io(l, x, dy, "output gradient", dx, e);
     if (rc == PLAST_OK && st->sequence)
-        rc = check_tensor(l, y, "output", batch, plast_shape_size(&l->out), e);
+        rc = plast_layer_check_tensor(l, y, "output", batch, plast_shape_size(&l->out), e);
     if (rc)
         return rc;
     int U = st->units, F = st->features, rows = batch * st->steps;
