@@ -192,21 +192,20 @@ static void log_meta(run_state *s, const train_opts *o)
     plast_trainer *t = s->t;
     plast_model *m = plast_trainer_model(t);
     FILE *f = s->log;
-    /* params_aux (a rule's auxiliary networks) and forward passes per
-     * update are 0 and 1 until a rule can declare them */
     fprintf(f,
             "{\"type\":\"meta\",\"version\":\"%s\",\"abi\":%u,\"config\":\"%s\",\"rule\":\"%s\","
             "\"rule_file\":\"%s\",\"seed\":%llu,\"threads\":%d,\"batch\":%d,\"epochs\":%d,"
-            "\"ftz\":%s,\"params\":%zu,\"params_primary\":%zu,\"params_aux\":0,"
+            "\"ftz\":%s,\"params\":%zu,\"params_primary\":%zu,\"params_aux\":%zu,"
             "\"flops_per_sample\":%llu,\"bytes_per_sample\":%llu,\"train_samples\":%zu,"
-            "\"test_samples\":%zu,\"forward_passes_per_update\":1,\"config_hash\":\"%016llx\","
+            "\"test_samples\":%zu,\"forward_passes_per_update\":%d,\"config_hash\":\"%016llx\","
             "\"resumed\":%s}\n",
             plast_version(), PLAST_ABI_VERSION, o->ini, plast_trainer_rule_name(t),
             plast_trainer_rule_file(t), (unsigned long long)plast_trainer_seed(t),
             plast_trainer_threads(t), plast_trainer_batch(t), plast_trainer_epochs(t),
             plast_trainer_flush_denormals(t) ? "true" : "false", plast_model_nparams(m),
-            primary_params(m), (unsigned long long)plast_model_flops(m),
-            (unsigned long long)plast_model_bytes(m), plast_trainer_train_samples(t), plast_trainer_test_samples(t),
+            primary_params(m), plast_trainer_aux_params(t), (unsigned long long)plast_model_flops(m),
+            (unsigned long long)plast_model_bytes(m), plast_trainer_train_samples(t),
+            plast_trainer_test_samples(t), plast_trainer_forwards_per_update(t),
             (unsigned long long)report_config_hash(s->cfg), o->resume ? "true" : "false");
     fflush(f);
 }
@@ -444,6 +443,12 @@ static int finish(run_state *s, int rc, const plast_err *e)
     return rc ? cli_fail(e) : EXIT_OK;
 }
 
+/* A line of the rule's description of its set-up, before training. */
+static void print_rule_line(void *rule_name, const char *text)
+{
+    fprintf(stderr, "%s: %s\n", (const char *)rule_name, text);
+}
+
 int cli_train_run(const train_opts *o, const plast_config *cfg, plast_trainer *t, int *status)
 {
     plast_err e;
@@ -466,6 +471,8 @@ int cli_train_run(const train_opts *o, const plast_config *cfg, plast_trainer *t
     s.bar = o->progress == PROGRESS_BAR || (o->progress == PROGRESS_AUTO && isatty(STDERR_FILENO));
     if (s.log)
         log_meta(&s, o);
+    if (!s.quiet)
+        plast_trainer_describe_rule(t, print_rule_line, (void *)plast_trainer_rule_name(t));
     install_signals();
     s.rss_before = rss_now();
     plast_train_hooks h = {&s, should_stop, on_batch, on_epoch};

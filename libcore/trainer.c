@@ -493,6 +493,16 @@ static void free_batch(plast_trainer *t, plast_batch *b, int32_t *labels)
     plast_mem_free(t->mem, labels);
 }
 
+
+/* The forward the rule trains for: its own (QZO-FF's fixed-point model)
+ * or the float model's. */
+static int trainer_predict(plast_trainer *t, const plast_tensor *x, plast_tensor *y, plast_err *e)
+{
+    if (PLAST_HAS(t->rule_ops, plast_rule_ops, predict) && t->rule_ops->predict)
+        return t->rule_ops->predict(t->rule, x, y, e);
+    return plast_model_predict(t->model, x, y, e);
+}
+
 static int evaluate_on(plast_trainer *t, const plast_dataset *d, double *loss, double *acc,
                        plast_err *e)
 {
@@ -513,7 +523,7 @@ static int evaluate_on(plast_trainer *t, const plast_dataset *d, double *loss, d
         double l = 0;
         if ((rc = make_batch(t, d, idx, n, &b, &labels, e)))
             break;
-        rc = plast_model_predict(t->model, &b.x, &y, e);
+        rc = trainer_predict(t, &b.x, &y, e);
         if (!rc) {
             rc = t->loss->eval(&y, labels, &l, NULL, e);
             correct += (size_t)plast_count_correct(&y, labels);
@@ -664,6 +674,28 @@ int plast_trainer_run(plast_trainer *t, const plast_train_hooks *hooks, plast_er
 plast_model *plast_trainer_model(plast_trainer *t) { return t->model; }
 plast_mem *plast_trainer_mem(plast_trainer *t) { return t->mem; }
 const char *plast_trainer_rule_name(const plast_trainer *t) { return t->rule_ops->name; }
+
+int plast_trainer_forwards_per_update(const plast_trainer *t)
+{
+    if (PLAST_HAS(t->rule_ops, plast_rule_ops, forwards_per_update) &&
+        t->rule_ops->forwards_per_update)
+        return t->rule_ops->forwards_per_update(t->rule);
+    return 1;
+}
+
+size_t plast_trainer_aux_params(const plast_trainer *t)
+{
+    if (PLAST_HAS(t->rule_ops, plast_rule_ops, aux_params) && t->rule_ops->aux_params)
+        return t->rule_ops->aux_params(t->rule);
+    return 0;
+}
+
+void plast_trainer_describe_rule(const plast_trainer *t, void (*line)(void *user, const char *text),
+                                 void *user)
+{
+    if (PLAST_HAS(t->rule_ops, plast_rule_ops, describe) && t->rule_ops->describe)
+        t->rule_ops->describe(t->rule, line, user);
+}
 const char *plast_trainer_rule_file(const plast_trainer *t) { return t->rule_file; }
 uint64_t plast_trainer_seed(const plast_trainer *t) { return t->seed; }
 int plast_trainer_epochs(const plast_trainer *t) { return t->epochs; }

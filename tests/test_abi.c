@@ -107,6 +107,10 @@ Test(abi, plast_has_respects_size)
     cr_assert(eq(int, PLAST_HAS(&ops, plast_rule_ops, save_state) != 0, 0));
     ops.size = offsetof(plast_rule_ops, save_state) + sizeof ops.save_state - 1;
     cr_assert(eq(int, PLAST_HAS(&ops, plast_rule_ops, save_state) != 0, 0));
+    ops.size = 72; /* a plug-in built before predict..describe were appended */
+    cr_assert(eq(int, PLAST_HAS(&ops, plast_rule_ops, load_state) != 0, 1));
+    cr_assert(eq(int, PLAST_HAS(&ops, plast_rule_ops, predict) != 0, 0));
+    cr_assert(eq(int, PLAST_HAS(&ops, plast_rule_ops, describe) != 0, 0));
 }
 
 #if defined(__x86_64__) && defined(__LP64__)
@@ -123,7 +127,7 @@ Test(abi, plast_has_respects_size)
 
 Test(abi_layout, plugin)
 {
-CHECK_SIZE(plast_plugin, 72);
+    CHECK_SIZE(plast_plugin, 72);
     CHECK_MEMBER(plast_plugin, magic, 0, 4);
     CHECK_MEMBER(plast_plugin, abi, 4, 4);
     CHECK_MEMBER(plast_plugin, size, 8, 4);
@@ -139,7 +143,7 @@ CHECK_SIZE(plast_plugin, 72);
 
 Test(abi_layout, rule_ops)
 {
-CHECK_SIZE(plast_rule_ops, 72);
+    CHECK_SIZE(plast_rule_ops, 104);
     CHECK_MEMBER(plast_rule_ops, size, 0, 4);
     CHECK_MEMBER(plast_rule_ops, name, 8, 8);
     CHECK_MEMBER(plast_rule_ops, settings, 16, 8);
@@ -149,11 +153,15 @@ CHECK_SIZE(plast_rule_ops, 72);
     CHECK_MEMBER(plast_rule_ops, destroy, 48, 8);
     CHECK_MEMBER(plast_rule_ops, save_state, 56, 8);
     CHECK_MEMBER(plast_rule_ops, load_state, 64, 8);
+    CHECK_MEMBER(plast_rule_ops, predict, 72, 8);
+    CHECK_MEMBER(plast_rule_ops, forwards_per_update, 80, 8);
+    CHECK_MEMBER(plast_rule_ops, aux_params, 88, 8);
+    CHECK_MEMBER(plast_rule_ops, describe, 96, 8);
 }
 
 Test(abi_layout, layer_ops)
 {
-CHECK_SIZE(plast_layer_ops, 104);
+    CHECK_SIZE(plast_layer_ops, 104);
     CHECK_MEMBER(plast_layer_ops, size, 0, 4);
     CHECK_MEMBER(plast_layer_ops, name, 8, 8);
     CHECK_MEMBER(plast_layer_ops, settings, 16, 8);
@@ -171,7 +179,7 @@ CHECK_SIZE(plast_layer_ops, 104);
 
 Test(abi_layout, loss_ops)
 {
-CHECK_SIZE(plast_loss_ops, 32);
+    CHECK_SIZE(plast_loss_ops, 32);
     CHECK_MEMBER(plast_loss_ops, size, 0, 4);
     CHECK_MEMBER(plast_loss_ops, name, 8, 8);
     CHECK_MEMBER(plast_loss_ops, settings, 16, 8);
@@ -180,7 +188,7 @@ CHECK_SIZE(plast_loss_ops, 32);
 
 Test(abi_layout, setting)
 {
-CHECK_SIZE(plast_setting, 64);
+    CHECK_SIZE(plast_setting, 64);
     CHECK_MEMBER(plast_setting, key, 0, 8);
     CHECK_MEMBER(plast_setting, type, 8, 4);
     CHECK_MEMBER(plast_setting, def, 16, 8);
@@ -193,7 +201,7 @@ CHECK_SIZE(plast_setting, 64);
 
 Test(abi_layout, tensor)
 {
-CHECK_SIZE(plast_tensor, 48);
+    CHECK_SIZE(plast_tensor, 48);
     CHECK_MEMBER(plast_tensor, data, 0, 8);
     CHECK_MEMBER(plast_tensor, size, 8, 8);
     CHECK_MEMBER(plast_tensor, ndim, 16, 4);
@@ -203,14 +211,14 @@ CHECK_SIZE(plast_tensor, 48);
 
 Test(abi_layout, shape)
 {
-CHECK_SIZE(plast_shape, 16);
+    CHECK_SIZE(plast_shape, 16);
     CHECK_MEMBER(plast_shape, ndim, 0, 4);
     CHECK_MEMBER(plast_shape, dim, 4, 12);
 }
 
 Test(abi_layout, err)
 {
-CHECK_SIZE(plast_err, 520);
+    CHECK_SIZE(plast_err, 520);
     CHECK_MEMBER(plast_err, code, 0, 4);
     CHECK_MEMBER(plast_err, line, 4, 4);
     CHECK_MEMBER(plast_err, file, 8, 256);
@@ -219,7 +227,7 @@ CHECK_SIZE(plast_err, 520);
 
 Test(abi_layout, stats)
 {
-CHECK_SIZE(plast_stats, 16);
+    CHECK_SIZE(plast_stats, 16);
     CHECK_MEMBER(plast_stats, loss, 0, 8);
     CHECK_MEMBER(plast_stats, correct, 8, 4);
     CHECK_MEMBER(plast_stats, count, 12, 4);
@@ -227,7 +235,7 @@ CHECK_SIZE(plast_stats, 16);
 
 Test(abi_layout, batch)
 {
-CHECK_SIZE(plast_batch, 72);
+    CHECK_SIZE(plast_batch, 72);
     CHECK_MEMBER(plast_batch, x, 0, 48);
     CHECK_MEMBER(plast_batch, labels, 48, 8);
     CHECK_MEMBER(plast_batch, n, 56, 4);
@@ -236,7 +244,7 @@ CHECK_SIZE(plast_batch, 72);
 
 Test(abi_layout, layer)
 {
-CHECK_SIZE(plast_layer, 320);
+    CHECK_SIZE(plast_layer, 320);
     CHECK_MEMBER(plast_layer, ops, 0, 8);
     CHECK_MEMBER(plast_layer, name, 8, 64);
     CHECK_MEMBER(plast_layer, index, 72, 4);
@@ -254,7 +262,7 @@ CHECK_SIZE(plast_layer, 320);
 
 Test(abi_layout, param)
 {
-CHECK_SIZE(plast_param, 40);
+    CHECK_SIZE(plast_param, 40);
     CHECK_MEMBER(plast_param, name, 0, 8);
     CHECK_MEMBER(plast_param, count, 8, 8);
     CHECK_MEMBER(plast_param, fan_in, 16, 4);
@@ -265,7 +273,7 @@ CHECK_SIZE(plast_param, 40);
 
 Test(abi_layout, ctx)
 {
-CHECK_SIZE(plast_ctx, 24);
+    CHECK_SIZE(plast_ctx, 24);
     CHECK_MEMBER(plast_ctx, mem, 0, 8);
     CHECK_MEMBER(plast_ctx, train, 8, 4);
     CHECK_MEMBER(plast_ctx, threads, 12, 4);
@@ -274,7 +282,7 @@ CHECK_SIZE(plast_ctx, 24);
 
 Test(abi_layout, block)
 {
-CHECK_SIZE(plast_block, 32);
+    CHECK_SIZE(plast_block, 32);
     CHECK_MEMBER(plast_block, first, 0, 4);
     CHECK_MEMBER(plast_block, last, 4, 4);
     CHECK_MEMBER(plast_block, trainable, 8, 4);
@@ -285,7 +293,7 @@ CHECK_SIZE(plast_block, 32);
 
 Test(abi_layout, block_run)
 {
-CHECK_SIZE(plast_block_run, 792);
+    CHECK_SIZE(plast_block_run, 792);
     CHECK_MEMBER(plast_block_run, block, 0, 4);
     CHECK_MEMBER(plast_block_run, x, 8, 8);
     CHECK_MEMBER(plast_block_run, n, 16, 4);
@@ -294,14 +302,14 @@ CHECK_SIZE(plast_block_run, 792);
 
 Test(abi_layout, rng)
 {
-CHECK_SIZE(plast_rng, 16);
+    CHECK_SIZE(plast_rng, 16);
     CHECK_MEMBER(plast_rng, state, 0, 8);
     CHECK_MEMBER(plast_rng, inc, 8, 8);
 }
 
 Test(abi_layout, proj)
 {
-CHECK_SIZE(plast_proj, 64);
+    CHECK_SIZE(plast_proj, 64);
     CHECK_MEMBER(plast_proj, classes, 0, 4);
     CHECK_MEMBER(plast_proj, n, 8, 8);
     CHECK_MEMBER(plast_proj, bound, 16, 4);

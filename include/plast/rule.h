@@ -55,6 +55,19 @@ typedef struct plast_rule_ops {
     /* ---- optional, NULL = unsupported; append only ---- */
     int (*save_state)(const plast_rule *r, plast_writer *w, plast_err *e);
     int (*load_state)(plast_rule *r, plast_reader *rd, plast_err *e);
+    /* The forward the rule trains for, used for evaluation (QZO-FF: the
+     * fixed-point model); NULL = plast_model_predict.  *y gets the logits
+     * (activations category). */
+    int (*predict)(plast_rule *r, const plast_tensor *x, plast_tensor *y, plast_err *e);
+    /* Forward passes per parameter update (QZO-FF: 2m); NULL = 1. */
+    int (*forwards_per_update)(const plast_rule *r);
+    /* Trainable parameters the rule keeps beside the model's (AugLocal's
+     * auxiliary networks); NULL = 0. */
+    size_t (*aux_params)(const plast_rule *r);
+    /* Describe the rule's set-up for the user, one line per call of
+     * line() (no newline); `plast train` prints them.  NULL = nothing. */
+    void (*describe)(const plast_rule *r, void (*line)(void *user, const char *text),
+                     void *user);
 } plast_rule_ops;
 
 /* Train the output block of a local rule on the model loss: the loss of

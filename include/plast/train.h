@@ -80,6 +80,14 @@ plast_model *plast_trainer_model(plast_trainer *t);
 plast_mem *plast_trainer_mem(plast_trainer *t);
 const char *plast_trainer_rule_name(const plast_trainer *t);
 const char *plast_trainer_rule_file(const plast_trainer *t);
+/* Forward passes the rule makes per update (1 unless it says otherwise). */
+int plast_trainer_forwards_per_update(const plast_trainer *t);
+/* Parameters the rule trains beside the model's (auxiliary networks). */
+size_t plast_trainer_aux_params(const plast_trainer *t);
+/* The rule's description of its set-up, one line per call (none if the
+ * rule has no describe op). */
+void plast_trainer_describe_rule(const plast_trainer *t, void (*line)(void *user, const char *text),
+                                 void *user);
 uint64_t plast_trainer_seed(const plast_trainer *t);
 int plast_trainer_epochs(const plast_trainer *t);
 int plast_trainer_batch(const plast_trainer *t);
