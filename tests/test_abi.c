@@ -108,7 +108,7 @@ Test(abi, plast_has_respects_size)
     ops.size = offsetof(plast_rule_ops, save_state) + sizeof ops.save_state - 1;
     cr_assert(eq(int, PLAST_HAS(&ops, plast_rule_ops, save_state) != 0, 0));
     ops.size = 72; /* a plug-in built before predict..describe were appended */
-    cr_assert(eq(int, PLAST_HAS(&ops, plast_rule_ops, load_state) != 0, 1));
+    cr_assert(eq(int, PLAST_HAS(&ops, plast_rule_ops, save_state) != 0, 1));
     cr_assert(eq(int, PLAST_HAS(&ops, plast_rule_ops, predict) != 0, 0));
     cr_assert(eq(int, PLAST_HAS(&ops, plast_rule_ops, describe) != 0, 0));
 }
