@@ -424,6 +424,18 @@ int plast_model_classes(const plast_model *m) { return m->classes; }
 size_t plast_model_nparams(const plast_model *m) { return m->nparams; }
 plast_real *plast_model_weights(plast_model *m) { return m->weights; }
 plast_real *plast_model_grads(plast_model *m) { return m->grads; }
+
+void plast_model_drop_grads(plast_model *m)
+{
+    plast_mem_free(m->mem, m->grads);
+    m->grads = NULL;
+    for (int i = 0; i < m->nlayers; i++) {
+        plast_layer *l = &m->layers[i];
+        l->frozen = l->nparams > 0;
+        for (int p = 0; p < l->nparams; p++)
+            l->param[p].g = NULL;
+    }
+}
 plast_mem *plast_model_mem(plast_model *m) { return m->mem; }
 uint64_t plast_model_seed(const plast_model *m) { return m->seed; }
 const plast_loss_ops *plast_model_loss(const plast_model *m) { return m->loss; }

@@ -442,3 +442,53 @@ Test(model, flop_and_byte_counts)
     plast_mem_destroy(mem);
     plast_registry_destroy(reg);
 }
+
+/* A rule without gradients frees them; a backward pass and a step then
+ * leave every weight as it was. */
+Test(model, drop_grads)
+{
+    plast_registry *reg;
+    plast_mem *mem;
+    plast_err e;
+    int rc;
+    plast_model *m = build(mlp, &reg, &mem, &e, &rc);
+    CHECK_OK(rc, e);
+    plast_model_drop_grads(m);
+    cr_expect(eq(sz, plast_mem_live(mem, PLAST_MEM_GRADIENTS), 0));
+    cr_expect(eq(ptr, (void *)plast_model_grads(m), NULL));
+    size_t n = plast_model_nparams(m);
+    float *before = malloc(n * sizeof *before);
+    cr_assert(ne(ptr, before, NULL));
+    memcpy(before, plast_model_weights(m), n * sizeof *before);
+    plast_ctx ctx = plast_model_ctx(m, 1);
+    plast_tensor x, dy;
+    CHECK_OK(plast_tensor_alloc(&x, mem, PLAST_MEM_INPUT, 2, plast_model_input_shape(m), &e), e);
+    for (size_t i = 0; i < x.size; i++)
+        x.data[i] = cosf((float)i);
+    plast_block_run run;
+    CHECK_OK(plast_block_forward(m, 0, &x, &run, &ctx, &e), e);
+    plast_shape s = plast_model_layer(m, run.first + run.n - 1)->out;
+    CHECK_OK(plast_tensor_alloc(&dy, mem, PLAST_MEM_ACTIVATIONS, 2, &s, &e), e);
+    for (size_t i = 0; i < dy.size; i++)
+        dy.data[i] = 1.0f;
+    CHECK_OK(plast_block_backward(m, &run, run.first + run.n - 1, &dy, NULL, &ctx, &e), e);
+    plast_block_release(m, &run, NULL);
+    plast_optim *o;
+    plast_args *a;
+    plast_config *c = tu_config("[optimizer]\ntype = momentum\nlr = 0.5\nweight_decay = 0.1\n");
+    CHECK_OK(plast_args_parse(&a, c, "optimizer", plast_optim_settings, NULL, NULL, &e), e);
+    CHECK_OK(plast_optim_create(&o, a, n, mem, &e), e);
+    plast_model_attach(m, NULL, o, 1);
+    plast_optim_begin(o, 0.5);
+    plast_model_step_all(m);
+    cr_expect(memcmp(before, plast_model_weights(m), n * sizeof *before) == 0);
+    plast_tensor_free(&x);
+    plast_optim_destroy(o);
+    plast_args_destroy(a);
+    plast_config_destroy(c);
+    free(before);
+    plast_model_destroy(m);
+    cr_expect(eq(sz, plast_mem_live_total(mem), 0));
+    plast_mem_destroy(mem);
+    plast_registry_destroy(reg);
+}

@@ -60,7 +60,11 @@ const plast_shape *plast_model_input_shape(const plast_model *m);
 int plast_model_classes(const plast_model *m);
 size_t plast_model_nparams(const plast_model *m);
 plast_real *plast_model_weights(plast_model *m);
-plast_real *plast_model_grads(plast_model *m);
+plast_real *plast_model_grads(plast_model *m); /* NULL after drop_grads */
+/* For a rule that never computes gradients (QZO-FF): free the gradient
+ * array and freeze every layer, so backward passes add nothing and
+ * optimiser steps skip every layer.  Cannot be undone. */
+void plast_model_drop_grads(plast_model *m);
 plast_mem *plast_model_mem(plast_model *m);
 uint64_t plast_model_seed(const plast_model *m);
 /* Forward FLOPs of one sample (layers that report them). */
