@@ -19,6 +19,7 @@ struct plast_model {
     int classes;
     size_t nparams, nbuffers;
     plast_real *weights, *grads;
+    int grads_shared;      /* grads holds one block at a time (share_grads) */
     plast_real *buffers;   /* non-trained state (PLAST_PARAM_BUFFER) */
     plast_mem *mem;
     uint64_t seed;
@@ -425,6 +426,33 @@ size_t plast_model_nparams(const plast_model *m) { return m->nparams; }
 plast_real *plast_model_weights(plast_model *m) { return m->weights; }
 plast_real *plast_model_grads(plast_model *m) { return m->grads; }
 
+int plast_model_share_grads(plast_model *m, plast_err *e)
+{
+    if (m->grads_shared || !m->grads)
+        return PLAST_OK;
+    size_t largest = 1;
+    for (int k = 0; k < m->nblocks; k++) {
+        size_t n = m->blocks[k].param_end - m->blocks[k].param_begin;
+        largest = n > largest ? n : largest;
+    }
+    plast_real *g = plast_mem_calloc(m->mem, PLAST_MEM_GRADIENTS, largest * sizeof *g);
+    if (!g)
+        return plast_err_set(e, PLAST_E_NOMEM, "out of memory for %zu gradients", largest);
+    plast_mem_free(m->mem, m->grads);
+    m->grads = g;
+    m->grads_shared = 1;
+    for (int k = 0; k < m->nblocks; k++) {
+        const plast_block *b = &m->blocks[k];
+        for (int i = b->first; i <= b->last; i++)
+            for (int p = 0; p < m->layers[i].nparams; p++) {
+                plast_param *pa = &m->layers[i].param[p];
+                if (!is_buffer(pa))
+                    pa->g = g + ((size_t)(pa->w - m->weights) - b->param_begin);
+            }
+    }
+    return PLAST_OK;
+}
+
 void plast_model_drop_grads(plast_model *m)
 {
     plast_mem_free(m->mem, m->grads);
@@ -512,8 +540,10 @@ void plast_model_step_block(plast_model *m, int k)
         if (l->nparams == 0 || l->frozen)
             continue;
         size_t begin, end;
-        if (layer_range(m, l, &begin, &end))
-            plast_optim_update(m->optim, m->weights, m->grads, begin, end);
+        if (!layer_range(m, l, &begin, &end))
+            continue;
+        size_t g0 = m->grads_shared ? begin - b->param_begin : begin;
+        plast_optim_update_range(m->optim, m->weights, m->grads + g0, begin, end);
     }
 }
 

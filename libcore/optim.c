@@ -134,26 +134,29 @@ void plast_optim_begin(plast_optim *o, double lr)
     o->cur_lr = lr;
 }
 
-static void update_sgd(const plast_optim *o, plast_real *w, plast_real *g, size_t b, size_t e)
+/* In the update functions g[0] is the gradient of element b. */
+static void update_sgd(const plast_optim *o, plast_real *w, const plast_real *g, size_t b,
+                       size_t e)
 {
     const float lr = (float)o->cur_lr, wd = (float)o->weight_decay;
     for (size_t i = b; i < e; i++)
-        w[i] -= lr * (g[i] + wd * w[i]);
+        w[i] -= lr * (g[i - b] + wd * w[i]);
 }
 
-static void update_momentum(const plast_optim *o, plast_real *w, plast_real *g, size_t b,
+static void update_momentum(const plast_optim *o, plast_real *w, const plast_real *g, size_t b,
                             size_t e, int nesterov)
 {
     const float lr = (float)o->cur_lr, wd = (float)o->weight_decay, mu = (float)o->momentum;
     plast_real *v = o->state[0];
     for (size_t i = b; i < e; i++) {
-        float gi = g[i] + wd * w[i];
+        float gi = g[i - b] + wd * w[i];
         v[i] = mu * v[i] + gi;
         w[i] -= lr * (nesterov ? gi + mu * v[i] : v[i]);
     }
 }
 
-static void update_adam(const plast_optim *o, plast_real *w, plast_real *g, size_t b, size_t e)
+static void update_adam(const plast_optim *o, plast_real *w, const plast_real *g, size_t b,
+                        size_t e)
 {
     const double t = (double)o->steps;
     const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
@@ -165,7 +168,7 @@ static void update_adam(const plast_optim *o, plast_real *w, plast_real *g, size
     const int decoupled = o->type == OPT_ADAMW;
     plast_real *m = o->state[0], *v = o->state[1];
     for (size_t i = b; i < e; i++) {
-        float gi = g[i];
+        float gi = g[i - b];
         if (decoupled)
             w[i] *= decay;
         else
@@ -178,6 +181,12 @@ static void update_adam(const plast_optim *o, plast_real *w, plast_real *g, size
 
 void plast_optim_update(plast_optim *o, plast_real *w, plast_real *g, size_t begin, size_t end)
 {
+    plast_optim_update_range(o, w, g + begin, begin, end);
+}
+
+void plast_optim_update_range(plast_optim *o, plast_real *w, plast_real *g, size_t begin,
+                              size_t end)
+{
     PLAST_ASSERT(begin <= end && end <= o->n);
     switch (o->type) {
     case OPT_SGD: update_sgd(o, w, g, begin, end); break;
@@ -188,5 +197,5 @@ void plast_optim_update(plast_optim *o, plast_real *w, plast_real *g, size_t beg
         update_adam(o, w, g, begin, end);
         break;
     }
-    memset(g + begin, 0, (end - begin) * sizeof *g);
+    memset(g, 0, (end - begin) * sizeof *g);
 }

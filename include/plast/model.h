@@ -61,6 +61,13 @@ int plast_model_classes(const plast_model *m);
 size_t plast_model_nparams(const plast_model *m);
 plast_real *plast_model_weights(plast_model *m);
 plast_real *plast_model_grads(plast_model *m); /* NULL after drop_grads */
+/* For a rule that trains one block at a time and steps it before the next
+ * block's backward (DRTP, tpSGD): replace the gradient array by one
+ * buffer the size of the largest block, shared by all blocks.  Block k's
+ * gradients then start at plast_model_grads() (not at its param_begin),
+ * and plast_model_step_all is only valid if a single block holds
+ * gradients.  Cannot be undone. */
+int plast_model_share_grads(plast_model *m, plast_err *e);
 /* For a rule that never computes gradients (QZO-FF): free the gradient
  * array and freeze every layer, so backward passes add nothing and
  * optimiser steps skip every layer.  Cannot be undone. */

@@ -47,8 +47,13 @@ double plast_optim_base_lr(const plast_optim *o);
 const char *plast_optim_type(const plast_optim *o);
 
 void plast_optim_begin(plast_optim *o, double lr);
+/* Update w[begin, end) from g[begin, end) and zero those gradients. */
 void plast_optim_update(plast_optim *o, plast_real *w, plast_real *g, size_t begin,
                         size_t end);
+/* The same with the range's gradients at g[0, end - begin): for a gradient
+ * buffer that holds one block at a time (plast_model_share_grads). */
+void plast_optim_update_range(plast_optim *o, plast_real *w, plast_real *g, size_t begin,
+                              size_t end);
 uint64_t plast_optim_steps(const plast_optim *o);
 
 /* State for checkpoints: the step count and `nstate` arrays of n floats. */

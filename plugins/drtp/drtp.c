@@ -84,6 +84,8 @@ static int drtp_create(plast_rule **out, plast_model *m, const plast_args *a, pl
     int rc = r->proj ? PLAST_OK : plast_err_set(e, PLAST_E_NOMEM, "drtp: out of memory");
     if (!rc)
         rc = plast_local_check_block(m, hidden, "drtp", PLAST_LOCAL_LINEAR, e);
+    if (!rc) /* each block is stepped before the next one's backward */
+        rc = plast_model_share_grads(m, e);
     for (int k = 0; k < hidden && !rc; k++) {
         rc = setup_block(r, k, plast_args_enum(a, "proj_store"), e);
         if (!rc && plast_args_bool(a, "zero_init_hidden"))

@@ -148,6 +148,8 @@ static int tpsgd_create(plast_rule **out, plast_model *m, const plast_args *a, p
     int rc = r->proj && r->rnn ? PLAST_OK : plast_err_set(e, PLAST_E_NOMEM, "tpsgd: out of memory");
     if (!rc)
         rc = check_output_block(m, hidden, e);
+    if (!rc) /* each block is stepped before the next one's backward */
+        rc = plast_model_share_grads(m, e);
     for (int k = 0; k < hidden && !rc; k++)
         rc = setup_block(r, k, plast_args_enum(a, "proj_dist"), plast_args_enum(a, "proj_store"),
                          e);
