@@ -492,3 +492,78 @@ Test(model, drop_grads)
     plast_mem_destroy(mem);
     plast_registry_destroy(reg);
 }
+
+/* Train each block on its own signal and step it: with shared gradients
+ * the weights end bit-identical to the full gradient array's, and only
+ * the largest block's gradients are allocated. */
+static void train_blocks_locally(plast_model *m, plast_mem *mem)
+{
+    plast_ctx ctx = plast_model_ctx(m, 1);
+    plast_tensor x, dy, kept;
+    plast_err e;
+    CHECK_OK(plast_tensor_alloc(&x, mem, PLAST_MEM_INPUT, 2, plast_model_input_shape(m), &e), e);
+    for (size_t i = 0; i < x.size; i++)
+        x.data[i] = sinf(0.3f * (float)i);
+    plast_tensor in = x;
+    in.owner = NULL;
+    for (int k = 0; k < plast_model_nblocks(m); k++) {
+        plast_block_run run;
+        CHECK_OK(plast_block_forward(m, k, &in, &run, &ctx, &e), e);
+        int last = run.first + run.n - 1;
+        CHECK_OK(plast_tensor_alloc(&dy, mem, PLAST_MEM_ACTIVATIONS, 2,
+                                    &plast_model_layer(m, last)->out, &e), e);
+        for (size_t i = 0; i < dy.size; i++)
+            dy.data[i] = cosf((float)(i + (size_t)k));
+        CHECK_OK(plast_block_backward(m, &run, last, &dy, NULL, &ctx, &e), e);
+        plast_model_step_block(m, k);
+        plast_block_release(m, &run, &kept);
+        if (k)
+            plast_tensor_free(&in);
+        in = kept;
+    }
+    plast_tensor_free(&in);
+    plast_tensor_free(&x);
+}
+
+Test(model, share_grads)
+{
+    plast_registry *reg[2];
+    plast_mem *mem[2];
+    plast_model *m[2];
+    plast_optim *o[2];
+    plast_err e;
+    int rc;
+    plast_config *c = tu_config("[optimizer]\ntype = nesterov\nlr = 0.1\nmomentum = 0.9\n");
+    plast_args *a;
+    CHECK_OK(plast_args_parse(&a, c, "optimizer", plast_optim_settings, NULL, NULL, &e), e);
+    for (int v = 0; v < 2; v++) {
+        m[v] = build(mlp, &reg[v], &mem[v], &e, &rc);
+        CHECK_OK(rc, e);
+        CHECK_OK(plast_optim_create(&o[v], a, plast_model_nparams(m[v]), mem[v], &e), e);
+        plast_model_attach(m[v], NULL, o[v], 1);
+    }
+    CHECK_OK(plast_model_share_grads(m[1], &e), e);
+    size_t largest = 0; /* block 0: 8*6+6 padded to 48+16 floats */
+    for (int k = 0; k < plast_model_nblocks(m[1]); k++) {
+        const plast_block *b = plast_model_block(m[1], k);
+        largest = b->param_end - b->param_begin > largest ? b->param_end - b->param_begin : largest;
+    }
+    cr_expect(eq(sz, plast_mem_live(mem[1], PLAST_MEM_GRADIENTS), largest * 4));
+    cr_expect(lt(sz, largest, plast_model_nparams(m[1])));
+    for (int step = 0; step < 3; step++)
+        for (int v = 0; v < 2; v++) {
+            plast_optim_begin(o[v], 0.1);
+            train_blocks_locally(m[v], mem[v]);
+        }
+    size_t n = plast_model_nparams(m[0]);
+    cr_expect(memcmp(plast_model_weights(m[0]), plast_model_weights(m[1]), n * 4) == 0);
+    for (int v = 0; v < 2; v++) {
+        plast_optim_destroy(o[v]);
+        plast_model_destroy(m[v]);
+        cr_expect(eq(sz, plast_mem_live_total(mem[v]), 0));
+        plast_mem_destroy(mem[v]);
+        plast_registry_destroy(reg[v]);
+    }
+    plast_args_destroy(a);
+    plast_config_destroy(c);
+}
