@@ -50,6 +50,21 @@ struct plast_optim {
     plast_mem *mem;
 };
 
+/* The nstate zeroed arrays of o->n floats. */
+static int alloc_state(plast_optim *o, plast_err *e)
+{
+    size_t bytes;
+    if (__builtin_mul_overflow(o->n, sizeof(plast_real), &bytes))
+        return plast_err_set(e, PLAST_E_INVAL, "optimizer: %zu parameters overflow size_t", o->n);
+    for (int i = 0; i < o->nstate; i++) {
+        o->state[i] = plast_mem_calloc(o->mem, PLAST_MEM_OPTIMIZER, bytes);
+        if (!o->state[i])
+            return plast_err_set(e, PLAST_E_NOMEM, "out of memory for optimizer state (%zu floats)",
+                                 o->n);
+    }
+    return PLAST_OK;
+}
+
 int plast_optim_create(plast_optim **out, const plast_args *a, size_t n, plast_mem *mem,
                        plast_err *e)
 {
@@ -72,18 +87,31 @@ int plast_optim_create(plast_optim **out, const plast_args *a, size_t n, plast_m
     o->mem = mem;
     o->cur_lr = o->lr;
     o->nstate = o->type == OPT_SGD ? 0 : (o->type >= OPT_ADAM ? 2 : 1);
-    size_t bytes;
-    if (__builtin_mul_overflow(n, sizeof(plast_real), &bytes)) {
-        free(o);
-        return plast_err_set(e, PLAST_E_INVAL, "optimizer: %zu parameters overflow size_t", n);
+    int rc = alloc_state(o, e);
+    if (rc) {
+        plast_optim_destroy(o);
+        return rc;
     }
-    for (int i = 0; i < o->nstate; i++) {
-        o->state[i] = plast_mem_calloc(mem, PLAST_MEM_OPTIMIZER, bytes);
-        if (!o->state[i]) {
-            plast_optim_destroy(o);
-            return plast_err_set(e, PLAST_E_NOMEM, "out of memory for optimizer state (%zu floats)",
-                                 n);
-        }
+    *out = o;
+    return PLAST_OK;
+}
+
+int plast_optim_create_like(plast_optim **out, const plast_optim *like, size_t n, plast_mem *mem,
+                            plast_err *e)
+{
+    plast_optim *o = calloc(1, sizeof *o);
+    if (!o)
+        return plast_err_set(e, PLAST_E_NOMEM, "out of memory creating the optimizer");
+    *o = *like;
+    o->n = n;
+    o->mem = mem;
+    o->steps = 0;
+    o->cur_lr = o->lr;
+    o->state[0] = o->state[1] = NULL;
+    int rc = alloc_state(o, e);
+    if (rc) {
+        plast_optim_destroy(o);
+        return rc;
     }
     *out = o;
     return PLAST_OK;
@@ -122,6 +150,7 @@ double plast_optim_lr_at(const plast_optim *o, uint64_t step, uint64_t steps_per
 }
 
 double plast_optim_base_lr(const plast_optim *o) { return o->lr; }
+double plast_optim_lr(const plast_optim *o) { return o->cur_lr; }
 const char *plast_optim_type(const plast_optim *o) { return opt_names[o->type]; }
 uint64_t plast_optim_steps(const plast_optim *o) { return o->steps; }
 int plast_optim_nstate(const plast_optim *o) { return o->nstate; }

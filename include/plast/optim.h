@@ -38,12 +38,20 @@ extern const plast_setting plast_optim_settings[];
 int plast_optim_create(plast_optim **out, const plast_args *a, size_t n, plast_mem *mem,
                        plast_err *e);
 void plast_optim_destroy(plast_optim *o);
+/* A new optimiser for `n` parameters with the type, hyper-parameters and
+ * schedule of `like` and fresh state (zero steps): for parameters a rule
+ * keeps beside the model's (AugLocal's auxiliary networks). */
+int plast_optim_create_like(plast_optim **out, const plast_optim *like, size_t n, plast_mem *mem,
+                            plast_err *e);
 
 /* Learning rate of the schedule at step `step` of `steps_per_epoch`,
  * `epochs` in all (warm-up, then constant, step or cosine). */
 double plast_optim_lr_at(const plast_optim *o, uint64_t step, uint64_t steps_per_epoch,
                          int epochs);
 double plast_optim_base_lr(const plast_optim *o);
+/* The rate given to the last plast_optim_begin() (the base rate before the
+ * first): what the trainer's schedule chose for the current step. */
+double plast_optim_lr(const plast_optim *o);
 const char *plast_optim_type(const plast_optim *o);
 
 void plast_optim_begin(plast_optim *o, double lr);

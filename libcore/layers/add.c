@@ -12,6 +12,7 @@
 #include "plast/gemm.h"
 #include "plast/layer.h"
 #include "builtin.h"
+#include "geometry.h"
 
 enum { SHORTCUT_IDENTITY, SHORTCUT_CONV1X1 };
 
@@ -62,6 +63,11 @@ static int add_create(plast_layer *l, const plast_args *a, plast_err *e)
 static int shortcut_stride(const plast_layer *l)
 {
     return l->nparams ? find_stride(&l->in, &l->in2) : 0;
+}
+
+int plast_add_shortcut_stride(const plast_layer *l)
+{
+    return shortcut_stride(l);
 }
 
 /* col[c, p] = from[c, strided position p] for one sample. */

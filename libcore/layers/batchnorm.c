@@ -29,6 +29,7 @@
 
 #include "plast/layer.h"
 #include "builtin.h"
+#include "geometry.h"
 
 enum { BN_GAMMA, BN_BETA, BN_RUNNING_MEAN, BN_RUNNING_VAR, BN_NPARAMS };
 
@@ -117,6 +118,11 @@ static void batchnorm_destroy(plast_layer *l)
     free_saved(l->priv); /* normally already released */
     free(l->priv);
     l->priv = NULL;
+}
+
+double plast_batchnorm_eps(const plast_layer *l)
+{
+    return ((const bn_state *)l->priv)->eps;
 }
 
 /* Element i of sample s in channel c. */

@@ -27,6 +27,7 @@
 #include "plast/gemm.h"
 #include "plast/layer.h"
 #include "builtin.h"
+#include "geometry.h"
 
 /* Scratch for one chunk of samples: long products for the GEMM, yet small
  * enough to stay in the last-level cache and under glibc's mmap threshold
@@ -136,6 +137,14 @@ static int conv2d_create(plast_layer *l, const plast_args *a, plast_err *e)
     *c = (conv_priv){.kernel = k, .stride = s, .padding = p};
     l->priv = c;
     return PLAST_OK;
+}
+
+void plast_conv2d_geometry(const plast_layer *l, int *kernel, int *stride, int *padding)
+{
+    const conv_priv *c = l->priv;
+    *kernel = c->kernel;
+    *stride = c->stride;
+    *padding = c->padding;
 }
 
 static void conv2d_destroy(plast_layer *l)

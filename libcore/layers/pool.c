@@ -22,6 +22,7 @@
 
 #include "plast/layer.h"
 #include "builtin.h"
+#include "geometry.h"
 
 static const plast_setting window_settings[] = {
     {"kernel", PLAST_S_INT, NULL, 1, 64, NULL, PLAST_S_REQUIRED, "window height and width"},
@@ -124,6 +125,14 @@ static int gap_create(plast_layer *l, const plast_args *a, plast_err *e)
     l->out = (plast_shape){1, {l->in.dim[0], 0, 0}};
     l->nparams = 0;
     return PLAST_OK;
+}
+
+void plast_pool_geometry(const plast_layer *l, int *kernel, int *stride, int *padding)
+{
+    const pool_priv *pp = l->priv;
+    *kernel = pp ? pp->kernel : 0;
+    *stride = pp ? pp->stride : 0;
+    *padding = pp ? pp->padding : 0;
 }
 
 static void pool_destroy(plast_layer *l)
