@@ -30,6 +30,8 @@ struct plast_model {
     int (*inputs)[2];      /* producer of each input; -1 = the model input */
     int *consumers;        /* how many layers read each layer's output */
     char (*block_name)[64];/* `block =` of each layer, "" = automatic */
+    plast_registry *reg;   /* where the layer types came from (not owned) */
+    plast_config *spec;    /* a copy of the [layer.*] sections */
 };
 
 static const plast_setting layer_common[] = {
@@ -83,6 +85,10 @@ static int resolve_input(const plast_model *m, const plast_args *a, const char *
     const char *name = plast_args_str(a, key);
     if (!name[0]) {
         *out = m->nlayers - 1;
+        return PLAST_OK;
+    }
+    if (!strcmp(name, PLAST_MODEL_INPUT)) {
+        *out = -1;
         return PLAST_OK;
     }
     int i = plast_model_find_layer(m, name);
@@ -322,6 +328,24 @@ static void init_params(plast_model *m)
     }
 }
 
+/* Keep the [layer.*] sections, so that new nets can be built from this
+ * model's own layer descriptions (AugLocal's auxiliary networks). */
+static int copy_spec(plast_model *m, const plast_config *c, plast_err *e)
+{
+    int rc = plast_config_parse_string(&m->spec, plast_config_file(c), "", e);
+    for (int i = 0; i < plast_config_nsections(c) && !rc; i++) {
+        const char *sec = plast_config_section_name(c, i);
+        if (strncmp(sec, "layer.", 6) != 0)
+            continue;
+        for (int k = 0; k < plast_config_nkeys(c, sec) && !rc; k++) {
+            const char *value;
+            const char *key = plast_config_key(c, sec, k, &value, NULL);
+            rc = plast_config_set(m->spec, sec, key, value, plast_config_file(c), e);
+        }
+    }
+    return rc;
+}
+
 static int check_output(const plast_model *m, const plast_config *c, plast_err *e)
 {
     const plast_layer *last = &m->layers[m->nlayers - 1];
@@ -362,6 +386,7 @@ int plast_model_create(plast_model **out, const plast_config *c, plast_registry 
     m->seed = seed;
     m->mem = mem;
     m->threads = 1;
+    m->reg = reg;
     for (int i = 0; i < plast_config_nsections(c); i++) {
         const char *sec = plast_config_section_name(c, i);
         if (strncmp(sec, "layer.", 6) != 0)
@@ -371,7 +396,8 @@ int plast_model_create(plast_model **out, const plast_config *c, plast_registry 
     }
     count_consumers(m);
     if ((rc = check_output(m, c, e)) != 0 || (rc = build_blocks(m, e)) != 0 ||
-        (rc = check_wiring(m, e)) != 0 || (rc = map_params(m, e)) != 0)
+        (rc = check_wiring(m, e)) != 0 || (rc = map_params(m, e)) != 0 ||
+        (rc = copy_spec(m, c, e)) != 0)
         goto undo_layers;
     init_params(m);
     *out = m;
@@ -403,6 +429,7 @@ void plast_model_destroy(plast_model *m)
     free(m->inputs);
     free(m->consumers);
     free(m->block_name);
+    plast_config_destroy(m->spec);
     free(m);
 }
 
@@ -466,6 +493,16 @@ void plast_model_drop_grads(plast_model *m)
 }
 plast_mem *plast_model_mem(plast_model *m) { return m->mem; }
 uint64_t plast_model_seed(const plast_model *m) { return m->seed; }
+plast_registry *plast_model_registry(const plast_model *m) { return m->reg; }
+const plast_config *plast_model_spec(const plast_model *m) { return m->spec; }
+
+const char *plast_model_block_name(const plast_model *m, int k)
+{
+    const plast_block *b = &m->blocks[k];
+    if (m->block_name[b->first][0])
+        return m->block_name[b->first];
+    return m->layers[b->trainable >= 0 ? b->trainable : b->first].name;
+}
 const plast_loss_ops *plast_model_loss(const plast_model *m) { return m->loss; }
 plast_optim *plast_model_optim(plast_model *m) { return m->optim; }
 

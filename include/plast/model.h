@@ -29,6 +29,8 @@ extern "C" {
 typedef struct plast_model plast_model;
 typedef struct plast_registry plast_registry;
 
+#define PLAST_MODEL_INPUT "@input"
+
 typedef struct plast_block {
     int first, last;          /* layer indices, inclusive */
     int trainable;            /* its trainable layer, or -1 */
@@ -40,7 +42,9 @@ typedef struct plast_block {
 /* Build the layers of `c` ([layer.*] sections in file order) for samples of
  * shape `input`; the last layer must produce `classes` outputs.  Weights,
  * gradients come from `mem`; weights are initialised from streams (INIT,
- * layer index) of `seed`.  Layer types are looked up in `reg`. */
+ * layer index) of `seed`.  Layer types are looked up in `reg`, which must
+ * outlive the model.  An `input =` or `from =` naming PLAST_MODEL_INPUT
+ * reads the model input (no layer can have that name). */
 int plast_model_create(plast_model **out, const plast_config *c, plast_registry *reg,
                        const plast_shape *input, int classes, uint64_t seed,
                        plast_mem *mem, plast_err *e);
@@ -74,6 +78,14 @@ int plast_model_share_grads(plast_model *m, plast_err *e);
 void plast_model_drop_grads(plast_model *m);
 plast_mem *plast_model_mem(plast_model *m);
 uint64_t plast_model_seed(const plast_model *m);
+/* The registry the model was built with. */
+plast_registry *plast_model_registry(const plast_model *m);
+/* A copy of the [layer.*] sections the model was built from (keys as
+ * given, --set values included): to build new nets from its layers. */
+const plast_config *plast_model_spec(const plast_model *m);
+/* Block k's `block =` name, else the name of its trainable layer (of its
+ * first layer if it has none). */
+const char *plast_model_block_name(const plast_model *m, int k);
 /* Forward FLOPs of one sample (layers that report them). */
 uint64_t plast_model_flops(const plast_model *m);
 /* Bytes one sample's forward pass moves at least (plast_layer_bytes). */
