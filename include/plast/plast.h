@@ -2,12 +2,14 @@
 #ifndef PLAST_PLAST_H
 #define PLAST_PLAST_H
 
+#include "auxnet.h"
 #include "checkpoint.h"
 #include "config.h"
 #include "data.h"
 #include "err.h"
 #include "fpenv.h"
 #include "gemm.h"
+#include "igemm.h"
 #include "layer.h"
 #include "local.h"
 #include "loss.h"
@@ -16,11 +18,14 @@
 #include "optim.h"
 #include "plugin.h"
 #include "proj.h"
-#include "rnn.h"
+#include "qmodel.h"
+#include "quant.h"
 #include "rng.h"
+#include "rnn.h"
 #include "rule.h"
 #include "tensor.h"
 #include "train.h"
+#include "zo.h"
 
 #define PLAST_VERSION_STRING "0.1.0"
 
