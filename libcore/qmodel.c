@@ -564,17 +564,13 @@ static int float_layer(plast_qmodel *q, fpass *f, int i, const plast_ctx *ctx, p
     return PLAST_OK;
 }
 
-int plast_qmodel_calibrate(plast_qmodel *q, const plast_tensor *x, plast_err *e)
+/* Record the ranges of one chunk of samples through the float model. */
+static int calibrate_chunk(plast_qmodel *q, const plast_tensor *x, plast_err *e)
 {
-    if (q->finished)
-        return plast_err_set(e, PLAST_E_INVAL, "qmodel: calibrate after finish: the scales "
-                                               "are frozen");
-    int rc = check_input(q, x, "calibration", e);
-    if (rc)
-        return rc;
     size_t n = (size_t)q->nl + 1;
     fpass f = {calloc(n, sizeof *f.out), calloc(n, sizeof *f.refs), calloc(n, sizeof *f.own),
                x->dim[0]};
+    int rc = PLAST_OK;
     if (!f.out || !f.refs || !f.own) {
         rc = plast_err_set(e, PLAST_E_NOMEM, "qmodel calibration: out of memory");
         goto undo_tables;
@@ -589,12 +585,34 @@ int plast_qmodel_calibrate(plast_qmodel *q, const plast_tensor *x, plast_err *e)
             rc = record(q, i + 1, &f.out[i + 1], e);
     for (size_t s = 0; s < n; s++) /* the last output, or everything after an error */
         plast_tensor_free(&f.out[s]);
-    if (rc == PLAST_OK)
-        q->calibrated++;
 undo_tables:
     free(f.out);
     free(f.refs);
     free(f.own);
+    return rc;
+}
+
+/* The float pass runs QMODEL_CALIB_CHUNK samples at a time: its float
+ * buffers then stay below the integer forward's int8 buffers for batches
+ * of 4 chunks or more, so calibrating does not set a rule's memory peak.
+ * Ranges are maxima, so the chunking changes no result. */
+#define QMODEL_CALIB_CHUNK 8
+
+int plast_qmodel_calibrate(plast_qmodel *q, const plast_tensor *x, plast_err *e)
+{
+    if (q->finished)
+        return plast_err_set(e, PLAST_E_INVAL, "qmodel: calibrate after finish: the scales "
+                                               "are frozen");
+    int rc = check_input(q, x, "calibration", e);
+    size_t per = x->dim[0] ? x->size / (size_t)x->dim[0] : 0;
+    for (int s0 = 0; s0 < x->dim[0] && !rc; s0 += QMODEL_CALIB_CHUNK) {
+        int c = x->dim[0] - s0 < QMODEL_CALIB_CHUNK ? x->dim[0] - s0 : QMODEL_CALIB_CHUNK;
+        plast_tensor part = plast_tensor_view(x->data + (size_t)s0 * per, c,
+                                              plast_model_input_shape(q->m));
+        rc = calibrate_chunk(q, &part, e);
+    }
+    if (rc == PLAST_OK)
+        q->calibrated++;
     return rc;
 }
 

@@ -983,6 +983,39 @@ Test(qmodel, forward_memory_is_analytic)
         }
 }
 
+/* Calibration runs the float model a few samples at a time: on a batch of
+ * 64 its activations peak below the integer forward's, so calibrating
+ * does not set a rule's memory peak; and the chunks give the ranges of
+ * the whole batch (the same scales as calibrating sample by sample). */
+Test(qmodel, calibration_memory_stays_below_the_forward)
+{
+    qnet n;
+    net_init(&n, c2.ini, c2.in, c2.classes, 11);
+    plast_tensor x = make_input(&n, 64, 0.0f, 1.0f, 3);
+    plast_qconfig cfg = {16, 8, 1, 1.25};
+    plast_qmodel *q = NULL, *one = NULL;
+    plast_err e;
+    CHECK_OK(plast_qmodel_create(&q, n.m, &cfg, &e), e);
+    CHECK_OK(plast_qmodel_create(&one, n.m, &cfg, &e), e);
+    plast_mem_reset_peaks(n.mem);
+    CHECK_OK(plast_qmodel_calibrate(q, &x, &e), e);
+    size_t calib_peak = plast_mem_peak(n.mem, PLAST_MEM_ACTIVATIONS);
+    cr_expect(le(sz, calib_peak, c2_peak(64, 8)), "calibration peak %zu", calib_peak);
+    for (int s = 0; s < 64; s++) {
+        plast_tensor xs = plast_tensor_view(x.data + (size_t)s * 784, 1, &n.in);
+        CHECK_OK(plast_qmodel_calibrate(one, &xs, &e), e);
+    }
+    CHECK_OK(plast_qmodel_finish(q, &e), e);
+    CHECK_OK(plast_qmodel_finish(one, &e), e);
+    for (int i = -1; i < plast_model_nlayers(n.m); i++)
+        cr_expect(eq(dbl, plast_qmodel_act_scale(q, i), plast_qmodel_act_scale(one, i)),
+                  "layer %d", i);
+    plast_qmodel_destroy(one);
+    plast_qmodel_destroy(q);
+    plast_tensor_free(&x);
+    net_fini(&n);
+}
+
 /* The codes live in the weights category: 2 bytes per 16-bit weight, 4 per
  * bias, 8 per scale, plus the requantisers; destroy returns them all. */
 Test(qmodel, codes_are_weights_memory)
