@@ -354,25 +354,6 @@ static int cmd_tile(int argc, char **argv)
 
 /* ---- a trainer from an INI file plus SECTION.KEY=VALUE overrides ---- */
 
-/* As `plast train --set`: the key is after the first dot, or after the
- * second for [layer.NAME] and [rule.NAME]. */
-static int apply_set(plast_config *c, const char *spec, plast_err *e)
-{
-    const char *eq = strchr(spec, '=');
-    char lhs[256];
-    if (!eq || (size_t)(eq - spec) >= sizeof lhs)
-        return plast_err_set(e, PLAST_E_PARSE, "expected SECTION.KEY=VALUE, found \"%s\"", spec);
-    memcpy(lhs, spec, (size_t)(eq - spec));
-    lhs[eq - spec] = '\0';
-    char *dot = strchr(lhs, '.');
-    if (dot && (!strncmp(lhs, "layer.", 6) || !strncmp(lhs, "rule.", 5)) && strchr(dot + 1, '.'))
-        dot = strchr(dot + 1, '.');
-    if (!dot || dot == lhs || !dot[1])
-        return plast_err_set(e, PLAST_E_PARSE, "expected SECTION.KEY=VALUE, found \"%s\"", spec);
-    *dot = '\0';
-    return plast_config_set(c, lhs, dot + 1, eq + 1, "--set", e);
-}
-
 typedef struct session {
     plast_config *cfg;
     plast_registry *reg;
@@ -384,7 +365,7 @@ static int session_open(session *s, const char *ini, char **sets, int nsets, pla
     memset(s, 0, sizeof *s);
     int rc = plast_config_load(&s->cfg, ini, e);
     for (int i = 0; i < nsets && !rc; i++)
-        rc = apply_set(s->cfg, sets[i], e);
+        rc = plast_config_set_spec(s->cfg, sets[i], "--set", e);
     if (!rc)
         rc = plast_registry_create(&s->reg, e);
     if (!rc)
@@ -434,20 +415,9 @@ static int features_of(plast_model *m, const plast_dataset *d, size_t begin, int
     for (int i = 0; i < n; i++)
         idx[i] = (uint32_t)(begin + (size_t)i);
     plast_dataset_gather(d, idx, n, cur.data, labels);
-    plast_ctx ctx = plast_model_ctx(m, 0);
-    for (int k = 0; k < plast_model_nblocks(m) - 1; k++) {
-        plast_block_run run;
-        plast_tensor next;
-        if ((rc = plast_block_forward(m, k, &cur, &run, &ctx, e))) {
-            plast_tensor_free(&cur);
-            return rc;
-        }
-        plast_block_release(m, &run, &next);
-        plast_tensor_free(&cur);
-        cur = next;
-    }
-    *f = cur;
-    return PLAST_OK;
+    rc = plast_model_forward_blocks(m, &cur, plast_model_nblocks(m) - 1, f, e);
+    plast_tensor_free(&cur);
+    return rc;
 }
 
 /* sums[c * nf + j] += features of class c; counts[c]++. */

@@ -285,28 +285,6 @@ int cli_parse_progress(const char *v, int *out)
     return -1;
 }
 
-/* Apply one "section.key=value" (the key is after the last dot before '='). */
-static int apply_set(plast_config *c, const char *spec, plast_err *e)
-{
-    const char *eq = strchr(spec, '=');
-    char lhs[256];
-    if (!eq || (size_t)(eq - spec) >= sizeof lhs)
-        return plast_err_set(e, PLAST_E_PARSE,
-                             "--set: expected SECTION.KEY=VALUE, found \"%s\"", spec);
-    memcpy(lhs, spec, (size_t)(eq - spec));
-    lhs[eq - spec] = '\0';
-    /* [layer.NAME] and [rule.NAME] have a dot in the section name; a key
-     * may have one too (rule.drtp.optimizer.lr) */
-    char *dot = strchr(lhs, '.');
-    if (dot && (!strncmp(lhs, "layer.", 6) || !strncmp(lhs, "rule.", 5)) && strchr(dot + 1, '.'))
-        dot = strchr(dot + 1, '.');
-    if (!dot || dot == lhs || !dot[1])
-        return plast_err_set(e, PLAST_E_PARSE,
-                             "--set: expected SECTION.KEY=VALUE, found \"%s\"", spec);
-    *dot = '\0';
-    return plast_config_set(c, lhs, dot + 1, eq + 1, "--set", e);
-}
-
 static int add_set(train_opts *o, char *spec)
 {
     char **n = realloc(o->sets, (size_t)(o->nsets + 1) * sizeof *n);
@@ -396,11 +374,17 @@ int cli_setup(const train_opts *o, plast_config **cfg, plast_registry **reg, pla
 {
     int rc = plast_config_load(cfg, o->ini, e);
     for (int i = 0; i < o->nsets && !rc; i++)
-        rc = apply_set(*cfg, o->sets[i], e);
+        rc = plast_config_set_spec(*cfg, o->sets[i], "--set", e);
     if (!rc)
         rc = cli_registry(reg, e);
-    if (!rc)
-        rc = plast_trainer_create(t, *cfg, *reg, e);
+    if (rc)
+        return rc;
+    /* a plug-in that crashes in create() is named on stderr */
+    cli_crash_install();
+    cli_crash_watch_rule(*cfg, *reg);
+    cli_crash_phase(CLI_PHASE_SETUP);
+    rc = plast_trainer_create(t, *cfg, *reg, e);
+    cli_crash_phase(CLI_PHASE_NONE);
     return rc;
 }
 
@@ -476,7 +460,9 @@ int cli_train_run(const train_opts *o, const plast_config *cfg, plast_trainer *t
     install_signals();
     s.rss_before = rss_now();
     plast_train_hooks h = {&s, should_stop, on_batch, on_epoch};
+    cli_crash_phase(CLI_PHASE_TRAIN);
     *status = plast_trainer_run(t, &h, &e);
+    cli_crash_phase(CLI_PHASE_NONE);
     int ex = finish(&s, *status, &e);
     free(s.epoch_s);
     return ex;

@@ -290,11 +290,15 @@ int plast_model_local_pass(plast_model *m, plast_batch *b, plast_block_visit vis
     return plast_model_local_pass2(m, b, visit, NULL, user, e);
 }
 
-int plast_model_predict(plast_model *m, const plast_tensor *x, plast_tensor *y, plast_err *e)
+int plast_model_forward_blocks(plast_model *m, const plast_tensor *x, int nblocks,
+                               plast_tensor *y, plast_err *e)
 {
+    if (nblocks < 1 || nblocks > plast_model_nblocks(m))
+        return plast_err_set(e, PLAST_E_INVAL, "forward through %d blocks: the model has %d",
+                             nblocks, plast_model_nblocks(m));
     plast_ctx ctx = plast_model_ctx(m, 0);
     plast_tensor cur = alias_of(x);
-    for (int k = 0; k < plast_model_nblocks(m); k++) {
+    for (int k = 0; k < nblocks; k++) {
         plast_block_run run;
         plast_tensor next;
         int rc = plast_block_forward(m, k, &cur, &run, &ctx, e);
@@ -308,4 +312,9 @@ int plast_model_predict(plast_model *m, const plast_tensor *x, plast_tensor *y, 
     }
     *y = cur;
     return PLAST_OK;
+}
+
+int plast_model_predict(plast_model *m, const plast_tensor *x, plast_tensor *y, plast_err *e)
+{
+    return plast_model_forward_blocks(m, x, plast_model_nblocks(m), y, e);
 }

@@ -509,6 +509,25 @@ undo_label:
     return rc;
 }
 
+int plast_config_set_spec(plast_config *c, const char *spec, const char *origin, plast_err *e)
+{
+    const char *eq = strchr(spec, '=');
+    char lhs[256];
+    if (!eq || (size_t)(eq - spec) >= sizeof lhs)
+        return plast_err_set(e, PLAST_E_PARSE, "%s: expected SECTION.KEY=VALUE, found \"%s\"",
+                             origin, spec);
+    memcpy(lhs, spec, (size_t)(eq - spec));
+    lhs[eq - spec] = '\0';
+    char *dot = strchr(lhs, '.');
+    if (dot && (!strncmp(lhs, "layer.", 6) || !strncmp(lhs, "rule.", 5)) && strchr(dot + 1, '.'))
+        dot = strchr(dot + 1, '.');
+    if (!dot || dot == lhs || !dot[1])
+        return plast_err_set(e, PLAST_E_PARSE, "%s: expected SECTION.KEY=VALUE, found \"%s\"",
+                             origin, spec);
+    *dot = '\0';
+    return plast_config_set(c, lhs, dot + 1, eq + 1, origin, e);
+}
+
 /* ---- lookups ---- */
 
 const char *plast_config_file(const plast_config *c)

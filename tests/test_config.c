@@ -951,3 +951,29 @@ Test(config_schema, args_parse_refuses_a_bad_schema)
     expect_err(&e, PLAST_E_INVAL, 0, "schema: schema key 'x': default \"y\" is not a number");
     plast_config_destroy(c);
 }
+
+/* "SECTION.KEY=VALUE" as plast train --set takes it: the key is after the
+ * first dot, or after the second for [layer.NAME] and [rule.NAME]. */
+Test(config_set_spec, sections_and_keys)
+{
+    plast_config *c;
+    plast_err e;
+    cr_assert(eq(int, plast_config_parse_string(&c, "t.ini", "[run]\nseed = 1\n", &e), 0));
+    cr_assert(eq(int, plast_config_set_spec(c, "run.seed=7", "--set", &e), 0));
+    cr_assert(eq(str, (char *)plast_config_get(c, "run", "seed", NULL), "7"));
+    cr_assert(eq(int, plast_config_set_spec(c, "layer.h1.units=32", "--set", &e), 0));
+    cr_assert(eq(str, (char *)plast_config_get(c, "layer.h1", "units", NULL), "32"));
+    cr_assert(eq(int, plast_config_set_spec(c, "rule.drtp.optimizer.lr=0.5", "--set", &e), 0));
+    cr_assert(eq(str, (char *)plast_config_get(c, "rule.drtp", "optimizer.lr", NULL), "0.5"));
+    cr_assert(eq(int, plast_config_set_spec(c, "data.test_images=", "--set", &e), 0));
+    cr_assert(eq(str, (char *)plast_config_get(c, "data", "test_images", NULL), ""));
+    const char *bad[] = {"seed=1", "run=1", ".seed=1", "run.=1", "run.seed"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert(eq(int, plast_config_set_spec(c, bad[i], "--set", &e), PLAST_E_PARSE), "%s",
+                  bad[i]);
+        char want[128];
+        snprintf(want, sizeof want, "--set: expected SECTION.KEY=VALUE, found \"%s\"", bad[i]);
+        cr_assert(eq(str, e.msg, want));
+    }
+    plast_config_destroy(c);
+}

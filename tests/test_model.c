@@ -201,16 +201,25 @@ Test(model, predict_matches_blocks)
     CHECK_OK(plast_model_predict(m, &x, &y, &e), e);
     /* at most two layer outputs alive at once: 3*(6+5) floats */
     cr_expect(plast_mem_peak(mem, PLAST_MEM_ACTIVATIONS) <= (size_t)3 * (6 + 5) * 4);
-    plast_tensor in = x, kept;
+    plast_tensor in = x, kept, feat;
     in.owner = NULL;
-    for (int k = 0; k < plast_model_nblocks(m); k++) {
+    int K = plast_model_nblocks(m);
+    CHECK_OK(plast_model_forward_blocks(m, &x, K - 1, &feat, &e), e);
+    for (int k = 0; k < K; k++) {
         plast_block_run run;
         CHECK_OK(plast_block_forward(m, k, &in, &run, &ctx, &e), e);
         plast_block_release(m, &run, &kept);
         if (k)
             plast_tensor_free(&in);
         in = kept;
+        if (k == K - 2) { /* the features before the last block */
+            cr_expect(eq(sz, in.size, feat.size));
+            cr_expect(memcmp(in.data, feat.data, feat.size * 4) == 0);
+        }
     }
+    plast_tensor_free(&feat);
+    cr_expect(eq(int, plast_model_forward_blocks(m, &x, K + 1, &feat, &e), PLAST_E_INVAL));
+    cr_expect(eq(int, plast_model_forward_blocks(m, &x, 0, &feat, &e), PLAST_E_INVAL));
     cr_expect(eq(sz, in.size, y.size));
     cr_expect(memcmp(in.data, y.data, y.size * 4) == 0);
     plast_tensor_free(&in);

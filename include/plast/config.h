@@ -55,6 +55,10 @@ void plast_config_destroy(plast_config *c);
  * in messages ("--set").  The dot before KEY is the last one in `path`. */
 int plast_config_set(plast_config *c, const char *section, const char *key,
                      const char *value, const char *origin, plast_err *e);
+/* Apply one "SECTION.KEY=VALUE" (plast train --set): the key is after the
+ * first dot, or after the second for [layer.NAME] and [rule.NAME] (so
+ * rule.drtp.optimizer.lr sets optimizer.lr in [rule.drtp]). */
+int plast_config_set_spec(plast_config *c, const char *spec, const char *origin, plast_err *e);
 const char *plast_config_file(const plast_config *c);
 /* Directory of the file ("." if none), to resolve relative paths. */
 const char *plast_config_dir(const plast_config *c);

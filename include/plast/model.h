@@ -172,6 +172,9 @@ int plast_model_local_pass2(plast_model *m, struct plast_batch *b, plast_block_v
  * the next output exists; *y gets the logits (activations category). */
 int plast_model_predict(plast_model *m, const plast_tensor *x, plast_tensor *y,
                         plast_err *e);
+/* The same through blocks 0 .. nblocks-1 only (features before a head). */
+int plast_model_forward_blocks(plast_model *m, const plast_tensor *x, int nblocks,
+                               plast_tensor *y, plast_err *e);
 
 #ifdef __cplusplus
 }
