@@ -34,40 +34,46 @@ static int min_int(int a, int b)
 
 /* ---- portable s8 ---- */
 
-/* s[j] += dot of a with b[j] over k in [k, k + PORT_KB). */
-static void block4_s8(const int8_t *a, const int8_t *const b[PORT_NB], int k, int32_t s[PORT_NB])
-{
-    const int8_t *b0 = b[0] + k, *b1 = b[1] + k, *b2 = b[2] + k, *b3 = b[3] + k;
-    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    a += k;
-    for (int q = 0; q < PORT_KB; q++) {
-        int32_t av = a[q];
-        s0 += av * b0[q];
-        s1 += av * b1[q];
-        s2 += av * b2[q];
-        s3 += av * b3[q];
+/* The dot products of one row of A (int8 or int16) with PORT_NB rows of
+ * B over [k0, k0 + len), in int32: the caller keeps len short enough that
+ * no sum overflows (S8_RUN, PLAST_IGEMM_S16_CHUNK).  The inner block has a
+ * fixed length so the compiler vectorises it. */
+#define DEFINE_DOT4(name, atype)                                                        \
+    static void name##_block(const atype *a, const int8_t *const b[PORT_NB], int k,     \
+                             int32_t s[PORT_NB])                                        \
+    {                                                                                   \
+        const int8_t *b0 = b[0] + k, *b1 = b[1] + k, *b2 = b[2] + k, *b3 = b[3] + k;    \
+        int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                         \
+        a += k;                                                                         \
+        for (int q = 0; q < PORT_KB; q++) {                                             \
+            int32_t av = a[q];                                                          \
+            s0 += av * b0[q];                                                           \
+            s1 += av * b1[q];                                                           \
+            s2 += av * b2[q];                                                           \
+            s3 += av * b3[q];                                                           \
+        }                                                                               \
+        s[0] += s0;                                                                     \
+        s[1] += s1;                                                                     \
+        s[2] += s2;                                                                     \
+        s[3] += s3;                                                                     \
+    }                                                                                   \
+    static void name(const atype *a, const int8_t *const b[PORT_NB], int k0, int len,   \
+                     int32_t out[PORT_NB])                                              \
+    {                                                                                   \
+        int32_t s[PORT_NB] = {0};                                                       \
+        int k = k0;                                                                     \
+        for (; k + PORT_KB <= k0 + len; k += PORT_KB)                                   \
+            name##_block(a, b, k, s);                                                   \
+        for (; k < k0 + len; k++) {                                                     \
+            int32_t av = a[k];                                                          \
+            for (int j = 0; j < PORT_NB; j++)                                           \
+                s[j] += av * b[j][k];                                                   \
+        }                                                                               \
+        memcpy(out, s, sizeof s);                                                       \
     }
-    s[0] += s0;
-    s[1] += s1;
-    s[2] += s2;
-    s[3] += s3;
-}
 
-/* Dot products of one row of A with PORT_NB rows of B over [k0, k0+len). */
-static void dot4_s8(const int8_t *a, const int8_t *const b[PORT_NB], int k0, int len,
-                    int32_t out[PORT_NB])
-{
-    int32_t s[PORT_NB] = {0};
-    int k = k0;
-    for (; k + PORT_KB <= k0 + len; k += PORT_KB)
-        block4_s8(a, b, k, s);
-    for (; k < k0 + len; k++) {
-        int32_t av = a[k];
-        for (int j = 0; j < PORT_NB; j++)
-            s[j] += av * b[j][k];
-    }
-    memcpy(out, s, sizeof s);
-}
+DEFINE_DOT4(dot4_s8, int8_t)
+DEFINE_DOT4(dot4_s16, int16_t)
 
 /* C[m][n0 .. n0+nb) for one row m, nb <= PORT_NB, modulo 2^32. */
 static void row_block_s8(const igemm_s8_job *g, int m, int n0, int nb)
@@ -98,41 +104,6 @@ static void portable_s8(const igemm_s8_job *g)
 }
 
 /* ---- portable s16s8 ---- */
-
-static void block4_s16(const int16_t *a, const int8_t *const b[PORT_NB], int k,
-                      int32_t s[PORT_NB])
-{
-    const int8_t *b0 = b[0] + k, *b1 = b[1] + k, *b2 = b[2] + k, *b3 = b[3] + k;
-    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    a += k;
-    for (int q = 0; q < PORT_KB; q++) {
-        int32_t av = a[q];
-        s0 += av * b0[q];
-        s1 += av * b1[q];
-        s2 += av * b2[q];
-        s3 += av * b3[q];
-    }
-    s[0] += s0;
-    s[1] += s1;
-    s[2] += s2;
-    s[3] += s3;
-}
-
-/* The same with int16 A, len <= PLAST_IGEMM_S16_CHUNK (|sum| < 2^31). */
-static void dot4_s16(const int16_t *a, const int8_t *const b[PORT_NB], int k0, int len,
-                     int32_t out[PORT_NB])
-{
-    int32_t s[PORT_NB] = {0};
-    int k = k0;
-    for (; k + PORT_KB <= k0 + len; k += PORT_KB)
-        block4_s16(a, b, k, s);
-    for (; k < k0 + len; k++) {
-        int32_t av = a[k];
-        for (int j = 0; j < PORT_NB; j++)
-            s[j] += av * b[j][k];
-    }
-    memcpy(out, s, sizeof s);
-}
 
 static void row_block_s16(const igemm_s16_job *g, int m, int n0, int nb)
 {
