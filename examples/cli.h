@@ -60,6 +60,18 @@ int cli_exit_interrupted(void);
 /* Registry with PLAST_PLUGIN_VERBOSE lines sent to stderr. */
 int cli_registry(plast_registry **out, plast_err *e);
 
+/* ---- fatal signals (cli_crash.c) ---- */
+
+enum { CLI_PHASE_NONE, CLI_PHASE_SETUP, CLI_PHASE_TRAIN };
+/* Handlers for SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT that name the
+ * rule plug-in in use (one line on stderr) and die of the same signal. */
+void cli_crash_install(void);
+/* Find the rule cfg selects (loading its plug-in) and remember its file
+ * and code; errors are left for the trainer to report. */
+void cli_crash_watch_rule(const plast_config *cfg, plast_registry *reg);
+/* What the run is doing now (CLI_PHASE_*): named in the crash line. */
+void cli_crash_phase(int phase);
+
 /* JSON helpers: a double as %.9g or null when not finite. */
 void json_num(FILE *f, const char *key, double v, int comma);
 

@@ -23,12 +23,27 @@ int cli_exit_code(int status)
     }
 }
 
+/* Messages quote bad input (a line of an INI file, a CSV field): its
+ * control characters are written as \xNN, never sent to the terminal. */
+static void put_visible(const char *s, FILE *f)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f)
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
+    }
+}
+
 int cli_fail(const plast_err *e)
 {
     char buf[600];
     plast_err_format(e, buf, sizeof buf);
     /* "plast:FILE:LINE: msg" when a file is named, else "plast: msg" */
-    fprintf(stderr, e->file[0] ? "plast:%s\n" : "plast: %s\n", buf);
+    fputs(e->file[0] ? "plast:" : "plast: ", stderr);
+    put_visible(buf, stderr);
+    fputc('\n', stderr);
     return cli_exit_code(e->code);
 }
 

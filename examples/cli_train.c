@@ -377,8 +377,14 @@ int cli_setup(const train_opts *o, plast_config **cfg, plast_registry **reg, pla
         rc = plast_config_set_spec(*cfg, o->sets[i], "--set", e);
     if (!rc)
         rc = cli_registry(reg, e);
-    if (!rc)
-        rc = plast_trainer_create(t, *cfg, *reg, e);
+    if (rc)
+        return rc;
+    /* a plug-in that crashes in create() is named on stderr */
+    cli_crash_install();
+    cli_crash_watch_rule(*cfg, *reg);
+    cli_crash_phase(CLI_PHASE_SETUP);
+    rc = plast_trainer_create(t, *cfg, *reg, e);
+    cli_crash_phase(CLI_PHASE_NONE);
     return rc;
 }
 
@@ -454,7 +460,9 @@ int cli_train_run(const train_opts *o, const plast_config *cfg, plast_trainer *t
     install_signals();
     s.rss_before = rss_now();
     plast_train_hooks h = {&s, should_stop, on_batch, on_epoch};
+    cli_crash_phase(CLI_PHASE_TRAIN);
     *status = plast_trainer_run(t, &h, &e);
+    cli_crash_phase(CLI_PHASE_NONE);
     int ex = finish(&s, *status, &e);
     free(s.epoch_s);
     return ex;

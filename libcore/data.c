@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -27,6 +28,7 @@
 #define READ_BUF 16384
 #define BLOB_SPREAD 0.3 /* standard deviation of a blob around its centre */
 #define SHOW_FIELD 40   /* characters of a bad field quoted in a message */
+#define DEFLATE_MAX_RATIO 1032 /* deflate never expands a stored byte more */
 
 /* ---- storage ------------------------------------------------------------ */
 
@@ -110,6 +112,7 @@ typedef struct idx_file {
     uint32_t dim[3];  /* count, then rows and columns for images */
     size_t header;    /* bytes */
     size_t total;     /* header + data bytes the header announces */
+    size_t stored;    /* size of the file on disk, 0 = unknown */
 } idx_file;
 
 static int idx_open(idx_file *f, const char *path, const char *what, plast_err *e)
@@ -120,6 +123,9 @@ static int idx_open(idx_file *f, const char *path, const char *what, plast_err *
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return open_error(path, e);
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+        f->stored = (size_t)st.st_size;
     f->gz = gzdopen(fd, "rb");
     if (!f->gz) {
         close(fd);
@@ -224,6 +230,25 @@ static int idx_check_dims(idx_file *f, int ndim, plast_err *e)
     return PLAST_OK;
 }
 
+/* A header announcing more data than the file can hold is refused before
+ * anything is allocated for it: a plain file must hold it all, and a gzip
+ * stream expands at most DEFLATE_MAX_RATIO times. */
+static int idx_check_room(const idx_file *f, plast_err *e)
+{
+    size_t most = f->stored;
+    if (!f->stored)
+        return PLAST_OK;
+    if (!gzdirect(f->gz) && __builtin_mul_overflow(f->stored, DEFLATE_MAX_RATIO, &most))
+        return PLAST_OK;
+    if (f->total <= most)
+        return PLAST_OK;
+    if (gzdirect(f->gz))
+        return idx_truncated(f, f->stored, e);
+    return plast_err_at(e, PLAST_E_DATA, f->path, 0,
+                        "truncated: expected %zu bytes (header and %s data), more than the "
+                        "%zu-byte gzip file can hold", f->total, f->what, f->stored);
+}
+
 /* Big-endian magic, then ndim uint32 sizes. */
 static int idx_read_header(idx_file *f, uint32_t magic, int ndim, plast_err *e)
 {
@@ -243,7 +268,9 @@ static int idx_read_header(idx_file *f, uint32_t magic, int ndim, plast_err *e)
                             magic, be32(h));
     for (int i = 0; i < ndim; i++)
         f->dim[i] = be32(h + 4 + 4 * i);
-    return idx_check_dims(f, ndim, e);
+    if ((rc = idx_check_dims(f, ndim, e)) != 0)
+        return rc;
+    return idx_check_room(f, e);
 }
 
 /* The data must end exactly where the header says. */

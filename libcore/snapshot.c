@@ -7,6 +7,7 @@
  * the position in DPOS, so that is all a bit-identical resume needs. */
 #include "config.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include "plast/checkpoint.h"
@@ -204,6 +205,10 @@ static int read_position(plast_trainer *t, plast_reader *r, plast_err *e)
         (rc = plast_reader_f64(r, &t->part_loss, e)) || (rc = plast_reader_f64(r, &t->part_secs, e)) ||
         (rc = plast_reader_u64(r, &t->part_correct, e)) || (rc = plast_reader_u64(r, &t->part_count, e)))
         return rc;
+    /* an epoch past INT_MAX would turn negative and train ~2^31 epochs */
+    if (epoch > INT_MAX)
+        return plast_err_at(e, PLAST_E_DATA, plast_reader_path(r), 0,
+                            "checkpoint position (epoch %u) is out of range", epoch);
     t->epoch = (int)epoch;
     if (t->batch_in_epoch > plast_trainer_steps_per_epoch(t))
         return plast_err_at(e, PLAST_E_DATA, plast_reader_path(r), 0,

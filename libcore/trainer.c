@@ -545,10 +545,94 @@ int plast_trainer_evaluate(plast_trainer *t, double *loss, double *acc, plast_er
     return evaluate_on(t, t->test, loss, acc, e);
 }
 
-static int diverged(const plast_trainer *t, double loss, plast_err *e)
+/* ---- divergence ---- */
+
+/* Exponent all ones: Inf or NaN.  On the bits, so the loop vectorises: it
+ * runs over every weight after every batch. */
+static int all_finite(const plast_real *p, size_t n)
 {
-    return plast_err_set(e, PLAST_E_DIVERGED, "training diverged: loss is %g at epoch %d, batch %llu",
-                         loss, t->epoch + 1, (unsigned long long)t->batch_in_epoch + 1);
+    _Static_assert(sizeof(plast_real) == sizeof(uint32_t), "plast_real is binary32");
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &p[i], sizeof bits);
+        bad |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return !bad;
+}
+
+static const char *non_finite_name(double v)
+{
+    return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+}
+
+/* "layer 'L' parameter 'P' holds nan" for the first parameter (buffers
+ * included: they go into checkpoints) holding a NaN or Inf; 0 if none. */
+static int find_bad_weight(plast_model *m, char *buf, size_t n)
+{
+    for (int i = 0; i < plast_model_nlayers(m); i++) {
+        const plast_layer *l = plast_model_layer(m, i);
+        for (int p = 0; p < l->nparams; p++) {
+            const plast_param *pa = &l->param[p];
+            if (all_finite(pa->w, pa->count))
+                continue;
+            size_t k = 0;
+            while (isfinite(pa->w[k]))
+                k++;
+            snprintf(buf, n, "layer '%s' parameter '%s' holds %s", l->name, pa->name,
+                     non_finite_name(pa->w[k]));
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The optimiser's state, checked before a checkpoint keeps it. */
+static int find_bad_optim_state(const plast_trainer *t, char *buf, size_t n)
+{
+    size_t count = plast_model_nparams(t->model);
+    int nstate = plast_optim_nstate(t->optim);
+    for (int i = 0; i < nstate; i++) {
+        const plast_real *v = plast_optim_state(t->optim, i);
+        if (all_finite(v, count))
+            continue;
+        size_t k = 0;
+        while (isfinite(v[k]))
+            k++;
+        snprintf(buf, n, "optimizer state %d of %d holds %s", i + 1, nstate,
+                 non_finite_name(v[k]));
+        return 1;
+    }
+    return 0;
+}
+
+/* PLAST_E_DIVERGED naming the epoch and batch (1-based, the batch just
+ * trained), a non-finite loss and the first non-finite weight; with
+ * `state`, the optimiser state too.  PLAST_OK when all is finite. */
+static int check_finite(plast_trainer *t, uint64_t batch, double loss, int state,
+                        plast_err *e)
+{
+    char bad[200] = "";
+    if (!find_bad_weight(t->model, bad, sizeof bad) && state)
+        find_bad_optim_state(t, bad, sizeof bad);
+    if (isfinite(loss) && !bad[0])
+        return PLAST_OK;
+    if (!isfinite(loss))
+        return plast_err_set(e, PLAST_E_DIVERGED,
+                             "training diverged at epoch %d, batch %llu: loss is %s%s%s",
+                             t->epoch + 1, (unsigned long long)batch, non_finite_name(loss),
+                             bad[0] ? ", " : "", bad);
+    return plast_err_set(e, PLAST_E_DIVERGED, "training diverged at epoch %d, batch %llu: %s",
+                         t->epoch + 1, (unsigned long long)batch, bad);
+}
+
+/* The checkpoint of a stopped run, checked first like the one of a
+ * finished epoch (finish_epoch): a run that diverged keeps its last good
+ * checkpoint instead of one holding NaN. */
+static int save_checked(plast_trainer *t, uint64_t batch, plast_err *e)
+{
+    int rc = check_finite(t, batch, 0.0, 1, e);
+    return rc ? rc : plast_trainer_save(t, t->ckpt_path, e);
 }
 
 static int train_one_batch(plast_trainer *t, uint64_t spe, plast_err *e)
@@ -569,8 +653,8 @@ static int train_one_batch(plast_trainer *t, uint64_t spe, plast_err *e)
     free_batch(t, &b, labels);
     if (rc)
         return rc;
-    if (!isfinite(st.loss))
-        return diverged(t, st.loss, e);
+    if ((rc = check_finite(t, t->batch_in_epoch + 1, st.loss, 0, e)))
+        return rc;
     t->part_loss += st.loss * st.count;
     t->part_correct += (uint64_t)st.correct;
     t->part_count += (uint64_t)st.count;
@@ -609,7 +693,10 @@ static int finish_epoch(plast_trainer *t, const plast_train_hooks *h, uint64_t s
     fill_peaks(t, &r);
     plast_mem_reset_peaks(t->mem);
     r.val_loss = r.val_acc = r.test_loss = r.test_acc = NAN;
-    int rc = PLAST_OK;
+    /* before the evaluation and the checkpoint: never save NaN */
+    int rc = check_finite(t, t->batch_in_epoch, 0.0, 1, e);
+    if (rc)
+        return rc;
     if (t->val)
         rc = evaluate_on(t, t->val, &r.val_loss, &r.val_acc, e);
     if (!rc && t->test)
@@ -645,7 +732,7 @@ static int run_epoch(plast_trainer *t, const plast_train_hooks *h, plast_err *e)
                           t->part_loss / (double)t->part_count,
                           (double)t->part_correct / (double)t->part_count);
         if (h && h->should_stop && h->should_stop(h->user) && t->batch_in_epoch < spe) {
-            if (t->ckpt_path[0] && (rc = plast_trainer_save(t, t->ckpt_path, e)))
+            if (t->ckpt_path[0] && (rc = save_checked(t, t->batch_in_epoch, e)))
                 return rc;
             return plast_err_set(e, PLAST_E_CANCELED,
                                  "stopped at epoch %d, batch %llu", t->epoch + 1,

@@ -376,6 +376,42 @@ Test(data, idx_out_of_memory)
                 "out of memory allocating 36 bytes for the data set");
 }
 
+/* A 16-byte file announcing 784 MB of images: refused from the header and
+ * the file size, before anything is allocated (found by fuzz_idx). */
+Test(data, idx_header_larger_than_the_file)
+{
+    unsigned char buf[IMG_BYTES];
+    idx_images(buf, 0x803, 1000000, 28, 28);
+    const char *img = write_file("img", buf, 16, 0);
+    plast_dataset *d;
+    plast_err e;
+    int rc = load_idx(&d, img, good_labels("lab", 0), &e);
+    expect_fail(rc, d, &e, PLAST_E_DATA, img, 0,
+                "truncated: expected 784000016 bytes (header and image data), found 16");
+    cr_assert(eq(sz, plast_mem_peak_total(mem), 0));
+}
+
+Test(data, idx_header_larger_than_the_gzip_file_can_hold)
+{
+    unsigned char buf[IMG_BYTES];
+    idx_images(buf, 0x803, 1000000, 28, 28);
+    const char *img = write_file("img.gz", buf, 16, 1);
+    FILE *fp = fopen(img, "rb");
+    cr_assert(not(eq(ptr, fp, NULL)));
+    cr_assert(eq(int, fseek(fp, 0, SEEK_END), 0));
+    long stored = ftell(fp);
+    fclose(fp);
+    plast_dataset *d;
+    plast_err e;
+    char want[200];
+    snprintf(want, sizeof want,
+             "truncated: expected 784000016 bytes (header and image data), more than the "
+             "%ld-byte gzip file can hold", stored);
+    int rc = load_idx(&d, img, good_labels("lab", 0), &e);
+    expect_fail(rc, d, &e, PLAST_E_DATA, img, 0, want);
+    cr_assert(eq(sz, plast_mem_peak_total(mem), 0));
+}
+
 /* ---- CSV ---------------------------------------------------------------- */
 
 static int load_csv(plast_dataset **d, const char *path, int label_col, plast_err *e)

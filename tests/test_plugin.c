@@ -664,6 +664,41 @@ Test(plugin, load_all_visits_each_file_once)
     plast_registry_destroy(r);
 }
 
+/* A directory reached twice, once through a symlink, and a file reached
+ * twice through a hard link: each file is loaded once. */
+Test(plugin, load_all_through_a_symlinked_directory_loads_once)
+{
+    char d1[4200], sym[4200], path[12800], line[8800], file[4300], hard[4300];
+    bad_list bad = {0};
+    plast_registry *r;
+    subdir(d1, sizeof d1, "d1");
+    snprintf(file, sizeof file, "%s/goodrule.so", d1);
+    copy_file(PLUG("goodrule"), file);
+    snprintf(sym, sizeof sym, "%s/d2", tmp);
+    cr_assert(eq(int, symlink(d1, sym), 0));
+    snprintf(path, sizeof path, "%s:%s:%s", d1, sym, d1);
+    r = registry(path, "", 1);
+    cr_assert(eq(int, plast_registry_load_all(r, note_bad, &bad), 1));
+    cr_assert(eq(int, bad.n, 0), "refused %s", bad.file[0]);
+    cr_assert(eq(int, plast_registry_nrules(r), 1));
+    snprintf(line, sizeof line, "plast: skipping %s/goodrule.so: same file as %s\n", sym, file);
+    cr_assert(has(logbuf, line), "log:\n%s", logbuf);
+    cr_assert(eq(int, plast_registry_load_all(r, note_bad, &bad), 1)); /* again: still one */
+    cr_assert(eq(int, plast_registry_nrules(r), 1));
+    plast_registry_destroy(r);
+
+    /* the same inode under another name in the same directory */
+    snprintf(hard, sizeof hard, "%s/zz.so", d1);
+    cr_assert(eq(int, link(file, hard), 0));
+    logbuf[0] = '\0';
+    r = registry(d1, "", 1);
+    cr_assert(eq(int, plast_registry_load_all(r, note_bad, &bad), 1));
+    cr_assert(eq(int, plast_registry_nrules(r), 1));
+    snprintf(line, sizeof line, "plast: skipping %s: same file as %s\n", hard, file);
+    cr_assert(has(logbuf, line), "log:\n%s", logbuf);
+    plast_registry_destroy(r);
+}
+
 Test(plugin, load_all_skips_shadowed_files)
 {
     char d1[4200], d2[4200], path[8500], line[8600];
