@@ -1,6 +1,6 @@
 #!/bin/sh
 # Bad inputs and what each gets: the exit code and the one line on stderr
-# (tests/fuzz/BAD_INPUTS.md is the table of these and more).
+# (the README's "Bad input" section is the table of these and more).
 . "${top_srcdir:-.}/tests/testlib.sh"
 cd "$tmp" || exit 99
 
