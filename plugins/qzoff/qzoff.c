@@ -404,6 +404,34 @@ static void update(plast_rule *r)
 }
 
 /* Feed a batch to the calibration; finish when enough images were seen. */
+/* The float model's statistics of a calibration batch (no update), a few
+ * samples at a time, so these batches do not set the run's memory peak:
+ * the integer forward's buffers are a quarter of the float model's. */
+#define FLOAT_STATS_CHUNK 8
+
+static int float_stats(plast_rule *r, const plast_batch *b, plast_stats *st, plast_err *e)
+{
+    size_t per = b->x.size / (size_t)b->n;
+    double loss = 0;
+    *st = (plast_stats){0, 0, 0};
+    for (int s0 = 0; s0 < b->n; s0 += FLOAT_STATS_CHUNK) {
+        plast_batch part = *b;
+        part.n = b->n - s0 < FLOAT_STATS_CHUNK ? b->n - s0 : FLOAT_STATS_CHUNK;
+        part.x = plast_tensor_view(b->x.data + (size_t)s0 * per, part.n,
+                                   plast_model_input_shape(r->model));
+        part.labels = b->labels + s0;
+        plast_stats ps;
+        int rc = probe_loss(r, &part, &ps, e);
+        if (rc)
+            return rc;
+        loss += ps.loss * part.n;
+        st->correct += ps.correct;
+        st->count += ps.count;
+    }
+    st->loss = loss / b->n;
+    return PLAST_OK;
+}
+
 static int calibrate(plast_rule *r, const plast_batch *b, plast_err *e)
 {
     int rc = plast_qmodel_calibrate(r->q, &b->x, e);
@@ -425,7 +453,7 @@ static int qzoff_train_batch(plast_rule *r, plast_batch *b, plast_stats *st, pla
         if ((rc = calibrate(r, b, e)))
             return rc;
         if (!r->calibrated)
-            return probe_loss(r, b, st, e); /* no update: the float model's statistics */
+            return float_stats(r, b, st, e); /* no update */
     }
     r->zo.step = b->step;
     r->zo.eta = plast_optim_lr(plast_model_optim(r->model));
