@@ -592,11 +592,11 @@ undo_tables:
     return rc;
 }
 
-/* The float pass runs QMODEL_CALIB_CHUNK samples at a time: its float
- * buffers then stay below the integer forward's int8 buffers for batches
- * of 4 chunks or more, so calibrating does not set a rule's memory peak.
+/* The float pass runs one sample at a time: its float buffers (four bytes
+ * a value) then stay below the integer forward's int8 buffers for a batch
+ * of a few samples, so calibrating does not set a rule's memory peak.
  * Ranges are maxima, so the chunking changes no result. */
-#define QMODEL_CALIB_CHUNK 8
+#define QMODEL_CALIB_CHUNK 1
 
 int plast_qmodel_calibrate(plast_qmodel *q, const plast_tensor *x, plast_err *e)
 {

@@ -983,7 +983,7 @@ Test(qmodel, forward_memory_is_analytic)
         }
 }
 
-/* Calibration runs the float model a few samples at a time: on a batch of
+/* Calibration runs the float model one sample at a time: on a batch of
  * 64 its activations peak below the integer forward's, so calibrating
  * does not set a rule's memory peak; and the chunks give the ranges of
  * the whole batch (the same scales as calibrating sample by sample). */

@@ -403,11 +403,10 @@ static void update(plast_rule *r)
     }
 }
 
-/* Feed a batch to the calibration; finish when enough images were seen. */
-/* The float model's statistics of a calibration batch (no update), a few
- * samples at a time, so these batches do not set the run's memory peak:
- * the integer forward's buffers are a quarter of the float model's. */
-#define FLOAT_STATS_CHUNK 8
+/* The float model's statistics of a calibration batch (no update), one
+ * sample at a time, so these batches do not set the run's memory peak
+ * (float buffers are four times the integer forward's). */
+#define FLOAT_STATS_CHUNK 1
 
 static int float_stats(plast_rule *r, const plast_batch *b, plast_stats *st, plast_err *e)
 {
@@ -432,6 +431,7 @@ static int float_stats(plast_rule *r, const plast_batch *b, plast_stats *st, pla
     return PLAST_OK;
 }
 
+/* Feed a batch to the calibration; finish when enough images were seen. */
 static int calibrate(plast_rule *r, const plast_batch *b, plast_err *e)
 {
     int rc = plast_qmodel_calibrate(r->q, &b->x, e);
