@@ -46,4 +46,24 @@ static inline char *fuzz_text(const uint8_t *data, size_t size)
     return s;
 }
 
+/* Use a data set the reader accepted: gather its first and last samples
+ * (reads the stored bytes at both ends) and abort if a label breaks the
+ * reader's promise of [0, classes). */
+#ifdef PLAST_DATA_H
+static inline void fuzz_use_dataset(const plast_dataset *d)
+{
+    uint32_t idx[2] = {0, (uint32_t)(d->n - 1)};
+    plast_real *x = malloc(2 * plast_shape_size(&d->shape) * sizeof *x);
+    int32_t labels[2];
+    if (x)
+        plast_dataset_gather(d, idx, 2, x, labels);
+    free(x);
+    if (d->classes < 2)
+        abort();
+    for (size_t i = 0; i < d->n; i++)
+        if (d->labels[i] < 0 || d->labels[i] >= d->classes)
+            abort();
+}
+#endif
+
 #endif

@@ -24,15 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (plast_mem_create(&mem, &e) == 0) {
         if (plast_dataset_load_csv(&d, path, label_col, mem, &e) == 0) {
-            uint32_t idx[2] = {0, (uint32_t)(d->n - 1)};
-            size_t values = plast_shape_size(&d->shape);
-            plast_real *x = malloc(2 * values * sizeof *x);
-            int32_t labels[2];
-            if (x)
-                plast_dataset_gather(d, idx, 2, x, labels);
-            free(x);
-            if (d->classes < 2 || d->labels[0] < 0 || d->labels[0] >= d->classes)
-                abort(); /* the reader promises labels in [0, classes) */
+            fuzz_use_dataset(d);
             if (plast_dataset_slice(&v, d, 0, d->n, &e) == 0)
                 plast_dataset_destroy(v);
             plast_dataset_destroy(d);

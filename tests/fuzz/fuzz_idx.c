@@ -28,16 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int lab = fuzz_memfile(data + split, size - split, lab_path, sizeof lab_path);
     if (img >= 0 && lab >= 0 && plast_mem_create(&mem, &e) == 0) {
         if (plast_dataset_load_idx(&d, img_path, lab_path, mem, &e) == 0) {
-            uint32_t idx[2] = {0, (uint32_t)(d->n - 1)};
-            size_t values = plast_shape_size(&d->shape);
-            plast_real *x = malloc(2 * values * sizeof *x);
-            int32_t labels[2];
-            if (x)
-                plast_dataset_gather(d, idx, 2, x, labels);
-            free(x);
-            for (size_t i = 0; i < d->n; i++)
-                if (d->labels[i] < 0 || d->labels[i] >= d->classes)
-                    abort(); /* the reader promises labels in [0, classes) */
+            fuzz_use_dataset(d);
             plast_dataset_destroy(d);
         }
         if (plast_mem_live_total(mem) != 0)
