@@ -24,14 +24,12 @@ static int write_meta(plast_trainer *t, plast_writer *w, plast_err *e)
     return PLAST_OK;
 }
 
-static int write_model(plast_model *m, plast_writer *w, plast_err *e)
+int plast_model_save_params(plast_model *m, plast_writer *w, plast_err *e)
 {
-    int rc = plast_writer_chunk(w, "MODL", e);
     uint32_t n = 0;
     for (int i = 0; i < plast_model_nlayers(m); i++)
         n += plast_model_layer(m, i)->nparams > 0;
-    if (!rc)
-        rc = plast_writer_u32(w, n, e);
+    int rc = plast_writer_u32(w, n, e);
     for (int i = 0; i < plast_model_nlayers(m) && !rc; i++) {
         const plast_layer *l = plast_model_layer(m, i);
         if (!l->nparams)
@@ -47,19 +45,28 @@ static int write_model(plast_model *m, plast_writer *w, plast_err *e)
     return rc;
 }
 
+static int write_model(plast_model *m, plast_writer *w, plast_err *e)
+{
+    int rc = plast_writer_chunk(w, "MODL", e);
+    return rc ? rc : plast_model_save_params(m, w, e);
+}
+
+int plast_optim_save(const plast_optim *o, size_t n, plast_writer *w, plast_err *e)
+{
+    int rc = plast_writer_str(w, plast_optim_type(o), e);
+    if (!rc)
+        rc = plast_writer_u64(w, plast_optim_steps(o), e);
+    if (!rc)
+        rc = plast_writer_u32(w, (uint32_t)plast_optim_nstate(o), e);
+    for (int i = 0; i < plast_optim_nstate(o) && !rc; i++)
+        rc = plast_writer_floats(w, plast_optim_state((plast_optim *)o, i), n, e);
+    return rc;
+}
+
 static int write_optim(plast_trainer *t, plast_writer *w, plast_err *e)
 {
     int rc = plast_writer_chunk(w, "OPTM", e);
-    size_t n = plast_model_nparams(t->model);
-    if (!rc)
-        rc = plast_writer_str(w, plast_optim_type(t->optim), e);
-    if (!rc)
-        rc = plast_writer_u64(w, plast_optim_steps(t->optim), e);
-    if (!rc)
-        rc = plast_writer_u32(w, (uint32_t)plast_optim_nstate(t->optim), e);
-    for (int i = 0; i < plast_optim_nstate(t->optim) && !rc; i++)
-        rc = plast_writer_floats(w, plast_optim_state(t->optim, i), n, e);
-    return rc;
+    return rc ? rc : plast_optim_save(t->optim, plast_model_nparams(t->model), w, e);
 }
 
 static int write_position(plast_trainer *t, plast_writer *w, plast_err *e)
@@ -108,12 +115,10 @@ static int read_param(plast_reader *r, const plast_layer *l, int p, plast_err *e
     return plast_reader_floats(r, pa->w, pa->count, e);
 }
 
-static int read_model(plast_reader *r, plast_model *m, plast_err *e)
+int plast_model_load_params(plast_model *m, plast_reader *r, plast_err *e)
 {
     uint32_t n;
-    int rc = plast_reader_chunk(r, "MODL", e);
-    if (!rc)
-        rc = plast_reader_u32(r, &n, e);
+    int rc = plast_reader_u32(r, &n, e);
     for (uint32_t k = 0; k < n && !rc; k++) {
         char name[64], type[64];
         uint32_t np;
@@ -137,6 +142,12 @@ static int read_model(plast_reader *r, plast_model *m, plast_err *e)
         rc = plast_err_at(e, PLAST_E_DATA, plast_reader_path(r), 0,
                           "checkpoint has weights for %u layers, the model has %u", n, want);
     return rc;
+}
+
+static int read_model(plast_reader *r, plast_model *m, plast_err *e)
+{
+    int rc = plast_reader_chunk(r, "MODL", e);
+    return rc ? rc : plast_model_load_params(m, r, e);
 }
 
 int plast_trainer_load_weights(plast_trainer *t, const char *path, plast_err *e)
@@ -175,25 +186,30 @@ static int check_meta(plast_trainer *t, plast_reader *r, plast_err *e)
     return PLAST_OK;
 }
 
-static int read_optim(plast_trainer *t, plast_reader *r, plast_err *e)
+int plast_optim_load(plast_optim *o, size_t n, plast_reader *r, plast_err *e)
 {
     char type[32];
     uint64_t steps;
     uint32_t nstate;
     int rc;
-    if ((rc = plast_reader_chunk(r, "OPTM", e)) || (rc = plast_reader_str(r, type, sizeof type, e)) ||
-        (rc = plast_reader_u64(r, &steps, e)) || (rc = plast_reader_u32(r, &nstate, e)))
+    if ((rc = plast_reader_str(r, type, sizeof type, e)) || (rc = plast_reader_u64(r, &steps, e)) ||
+        (rc = plast_reader_u32(r, &nstate, e)))
         return rc;
-    if (strcmp(type, plast_optim_type(t->optim)) || (int)nstate != plast_optim_nstate(t->optim))
+    if (strcmp(type, plast_optim_type(o)) || (int)nstate != plast_optim_nstate(o))
         return plast_err_at(e, PLAST_E_DATA, plast_reader_path(r), 0,
                             "checkpoint optimizer is %s, this run uses %s", type,
-                            plast_optim_type(t->optim));
+                            plast_optim_type(o));
     for (uint32_t i = 0; i < nstate && !rc; i++)
-        rc = plast_reader_floats(r, plast_optim_state(t->optim, (int)i),
-                                 plast_model_nparams(t->model), e);
+        rc = plast_reader_floats(r, plast_optim_state(o, (int)i), n, e);
     if (!rc)
-        plast_optim_set_steps(t->optim, steps);
+        plast_optim_set_steps(o, steps);
     return rc;
+}
+
+static int read_optim(plast_trainer *t, plast_reader *r, plast_err *e)
+{
+    int rc = plast_reader_chunk(r, "OPTM", e);
+    return rc ? rc : plast_optim_load(t->optim, plast_model_nparams(t->model), r, e);
 }
 
 static int read_position(plast_trainer *t, plast_reader *r, plast_err *e)

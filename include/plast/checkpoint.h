@@ -59,6 +59,18 @@ const char *plast_reader_path(const plast_reader *r);
 /* Write `n` bytes to `path` atomically (see above); mode 0644. */
 int plast_write_atomic(const char *path, const void *data, size_t n, plast_err *e);
 
+/* A model's parameters (buffers included), layer by layer with names and
+ * counts, and an optimiser's step count and state over n parameters: the
+ * trainer's MODL and OPTM chunks, and what a rule saves of the models it
+ * keeps beside the trainer's (AugLocal's auxiliary nets).  Loading checks
+ * names, types and counts and names the first mismatch. */
+typedef struct plast_model plast_model;
+typedef struct plast_optim plast_optim;
+int plast_model_save_params(plast_model *m, plast_writer *w, plast_err *e);
+int plast_model_load_params(plast_model *m, plast_reader *r, plast_err *e);
+int plast_optim_save(const plast_optim *o, size_t n, plast_writer *w, plast_err *e);
+int plast_optim_load(plast_optim *o, size_t n, plast_reader *r, plast_err *e);
+
 #ifdef __cplusplus
 }
 #endif

@@ -52,7 +52,7 @@ static const plast_setting auglocal_settings[] = {
     {NULL, 0, NULL, 0, 0, NULL, 0, NULL},
 };
 
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u
 
 typedef struct aux_module {
     plast_model *net;   /* G_l */
@@ -406,31 +406,10 @@ static void auglocal_describe(const plast_rule *r, void (*line)(void *user, cons
 
 /* ---- checkpoints: every auxiliary net's values and optimiser ---- */
 
-static size_t stored_values(plast_model *g)
-{
-    size_t n = 0;
-    for (int i = 0; i < plast_model_nlayers(g); i++)
-        for (int p = 0; p < plast_model_layer(g, i)->nparams; p++)
-            n += plast_model_layer(g, i)->param[p].count;
-    return n;
-}
-
 static int save_module(const aux_module *x, plast_writer *w, plast_err *e)
 {
-    int rc = plast_writer_u64(w, stored_values(x->net), e);
-    for (int i = 0; i < plast_model_nlayers(x->net) && !rc; i++) {
-        const plast_layer *l = plast_model_layer(x->net, i);
-        for (int p = 0; p < l->nparams && !rc; p++)
-            rc = plast_writer_floats(w, l->param[p].w, l->param[p].count, e);
-    }
-    int ns = plast_optim_nstate(x->optim);
-    if (!rc)
-        rc = plast_writer_u64(w, plast_optim_steps(x->optim), e);
-    if (!rc)
-        rc = plast_writer_u32(w, (uint32_t)ns, e);
-    for (int s = 0; s < ns && !rc; s++)
-        rc = plast_writer_floats(w, plast_optim_state(x->optim, s), plast_model_nparams(x->net), e);
-    return rc;
+    int rc = plast_model_save_params(x->net, w, e);
+    return rc ? rc : plast_optim_save(x->optim, plast_model_nparams(x->net), w, e);
 }
 
 static int auglocal_save_state(const plast_rule *r, plast_writer *w, plast_err *e)
@@ -443,38 +422,10 @@ static int auglocal_save_state(const plast_rule *r, plast_writer *w, plast_err *
     return rc;
 }
 
-static int mismatch(plast_reader *rd, int l, const char *what, unsigned long long found,
-                    unsigned long long want, plast_err *e)
+static int load_module(aux_module *x, plast_reader *rd, plast_err *e)
 {
-    return plast_err_at(e, PLAST_E_DATA, plast_reader_path(rd), 0,
-                        "auglocal auxiliary net %d: checkpoint holds %llu %s, this run has %llu",
-                        l, found, what, want);
-}
-
-static int load_module(aux_module *x, int l, plast_reader *rd, plast_err *e)
-{
-    uint64_t count, steps;
-    uint32_t ns;
-    int rc = plast_reader_u64(rd, &count, e);
-    if (!rc && count != stored_values(x->net))
-        return mismatch(rd, l, "values", count, stored_values(x->net), e);
-    for (int i = 0; i < plast_model_nlayers(x->net) && !rc; i++) {
-        const plast_layer *layer = plast_model_layer(x->net, i);
-        for (int p = 0; p < layer->nparams && !rc; p++)
-            rc = plast_reader_floats(rd, layer->param[p].w, layer->param[p].count, e);
-    }
-    if (!rc)
-        rc = plast_reader_u64(rd, &steps, e);
-    if (!rc)
-        rc = plast_reader_u32(rd, &ns, e);
-    if (!rc && (int)ns != plast_optim_nstate(x->optim))
-        return mismatch(rd, l, "optimizer arrays", ns, (unsigned)plast_optim_nstate(x->optim), e);
-    for (uint32_t s = 0; s < ns && !rc; s++)
-        rc = plast_reader_floats(rd, plast_optim_state(x->optim, (int)s),
-                                 plast_model_nparams(x->net), e);
-    if (!rc)
-        plast_optim_set_steps(x->optim, steps);
-    return rc;
+    int rc = plast_model_load_params(x->net, rd, e);
+    return rc ? rc : plast_optim_load(x->optim, plast_model_nparams(x->net), rd, e);
 }
 
 static int auglocal_load_state(plast_rule *r, plast_reader *rd, plast_err *e)
@@ -493,7 +444,7 @@ static int auglocal_load_state(plast_rule *r, plast_reader *rd, plast_err *e)
                             "checkpoint has %u auglocal auxiliary nets, this run has %d", n,
                             r->nloc);
     for (int l = 0; l < r->nloc && !rc; l++)
-        rc = load_module(&r->aux[l], l, rd, e);
+        rc = load_module(&r->aux[l], rd, e);
     return rc;
 }
 
