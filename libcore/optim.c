@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "plast/optim.h"
+#include "simd.h"
 
 typedef enum { OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM, OPT_ADAMW } opt_type;
 typedef enum { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } sched_type;
@@ -168,15 +169,20 @@ static void update_sgd(const plast_optim *o, plast_real *w, const plast_real *g,
                        size_t e)
 {
     const float lr = (float)o->cur_lr, wd = (float)o->weight_decay;
+    PLAST_SIMD
     for (size_t i = b; i < e; i++)
         w[i] -= lr * (g[i - b] + wd * w[i]);
 }
 
-static void update_momentum(const plast_optim *o, plast_real *w, const plast_real *g, size_t b,
-                            size_t e, int nesterov)
+/* The loops below take their variant as a constant (always inlined into
+ * callers that pass a literal), so they hold no branch and vectorise. */
+__attribute__((always_inline)) static inline void
+momentum_loop(const plast_optim *o, plast_real *w, const plast_real *g, size_t b, size_t e,
+              int nesterov)
 {
     const float lr = (float)o->cur_lr, wd = (float)o->weight_decay, mu = (float)o->momentum;
     plast_real *v = o->state[0];
+    PLAST_SIMD
     for (size_t i = b; i < e; i++) {
         float gi = g[i - b] + wd * w[i];
         v[i] = mu * v[i] + gi;
@@ -184,8 +190,19 @@ static void update_momentum(const plast_optim *o, plast_real *w, const plast_rea
     }
 }
 
-static void update_adam(const plast_optim *o, plast_real *w, const plast_real *g, size_t b,
-                        size_t e)
+static void update_momentum(const plast_optim *o, plast_real *w, const plast_real *g, size_t b,
+                            size_t e, int nesterov)
+{
+    if (nesterov)
+        momentum_loop(o, w, g, b, e, 1);
+    else
+        momentum_loop(o, w, g, b, e, 0);
+}
+
+/* Vectorised with -fno-math-errno (sqrtf is correctly rounded either way). */
+__attribute__((always_inline)) static inline void
+adam_loop(const plast_optim *o, plast_real *w, const plast_real *g, size_t b, size_t e,
+          int decoupled)
 {
     const double t = (double)o->steps;
     const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
@@ -194,8 +211,8 @@ static void update_adam(const plast_optim *o, plast_real *w, const plast_real *g
     const float step = (float)(o->cur_lr / (1.0 - pow(o->beta1, t)));
     const float bc2_sqrt = (float)sqrt(1.0 - pow(o->beta2, t));
     const float wd = (float)o->weight_decay, decay = (float)(1.0 - o->cur_lr * o->weight_decay);
-    const int decoupled = o->type == OPT_ADAMW;
     plast_real *m = o->state[0], *v = o->state[1];
+    PLAST_SIMD
     for (size_t i = b; i < e; i++) {
         float gi = g[i - b];
         if (decoupled)
@@ -206,6 +223,15 @@ static void update_adam(const plast_optim *o, plast_real *w, const plast_real *g
         v[i] = b2 * v[i] + omb2 * gi * gi;
         w[i] -= step * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
     }
+}
+
+static void update_adam(const plast_optim *o, plast_real *w, const plast_real *g, size_t b,
+                        size_t e)
+{
+    if (o->type == OPT_ADAMW)
+        adam_loop(o, w, g, b, e, 1);
+    else
+        adam_loop(o, w, g, b, e, 0);
 }
 
 void plast_optim_update(plast_optim *o, plast_real *w, plast_real *g, size_t begin, size_t end)

@@ -413,6 +413,31 @@ Test(pool, oversized_output_is_refused)
                    "maxpool output 2147483648x2 is too large");
 }
 
+/* The 2x2 fast path's backward: the first NaN of a window gets the
+ * gradient, even after a larger number, and -0 arrives as +0 like the
+ * generic path's zeroed sum. */
+Test(pool, maxpool_2x2_backward_follows_the_first_nan)
+{
+    /* one 2x4 plane: windows {5, 1, NAN, NAN} and {2, 7, 3, 7} */
+    plast_real x[8] = {5, 1, 2, 7, NAN, NAN, 3, 7}, y[2], dy[2] = {4, -0.0f}, dx[8];
+    plast_layer l;
+    plast_err e = {0};
+    plast_ctx ctx = {0};
+    cr_assert(eq(int, lt_try(&l, &plast_layer_maxpool, "kernel = 2\n", lt_shape3(1, 2, 4), &e),
+                 0), "%s", e.msg);
+    plast_tensor xt = plast_tensor_view(x, 1, &l.in), yt = plast_tensor_view(y, 1, &l.out);
+    plast_tensor dyt = plast_tensor_view(dy, 1, &l.out), dxt = plast_tensor_view(dx, 1, &l.in);
+    cr_assert(eq(int, l.ops->forward(&l, &xt, &yt, &ctx, &e), 0), "%s", e.msg);
+    cr_expect(isnan(y[0]) != 0, "y0 = %g", (double)y[0]);
+    cr_expect(eq(flt, y[1], 7.0f));
+    cr_assert(eq(int, l.ops->backward(&l, &xt, &yt, &dyt, &dxt, &ctx, &e), 0), "%s", e.msg);
+    static const plast_real want[8] = {0, 0, 0, 0, 4, 0, 0, 0};
+    for (int i = 0; i < 8; i++)
+        cr_expect(eq(flt, dx[i], want[i]), "dx[%d] = %g", i, (double)dx[i]);
+    cr_expect(eq(int, signbit(dx[3]), 0), "the -0 gradient must arrive as +0");
+    l.ops->destroy(&l);
+}
+
 /* The 2x2 stride-2 fast path against the scan rule on many ties: the
  * first maximum in scan order gets the gradient (NaN: see above). */
 Test(pool, maxpool_2x2_matches_the_scan_rule)

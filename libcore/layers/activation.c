@@ -11,6 +11,7 @@
 
 #include "plast/layer.h"
 #include "builtin.h"
+#include "simd.h"
 
 typedef plast_real (*act_fn)(plast_real x);
 
@@ -75,8 +76,11 @@ act_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y, act_fn f, pl
     int rc = check_same(l, x, y, "output", e);
     if (rc)
         return rc;
+    const plast_real *in = x->data;
+    plast_real *out = y->data;
+    PLAST_SIMD
     for (size_t i = 0; i < x->size; i++)
-        y->data[i] = f(x->data[i]);
+        out[i] = f(in[i]);
     return PLAST_OK;
 }
 
@@ -92,8 +96,11 @@ act_backward(plast_layer *l, const plast_tensor *y, const plast_tensor *dy, plas
         rc = check_same(l, y, dx, "input gradient", e);
     if (rc)
         return rc;
+    const plast_real *out = y->data, *g = dy->data;
+    plast_real *gin = dx->data;
+    PLAST_SIMD
     for (size_t i = 0; i < y->size; i++)
-        dx->data[i] = dy->data[i] * grad(y->data[i]);
+        gin[i] = g[i] * grad(out[i]);
     return PLAST_OK;
 }
 

@@ -28,17 +28,12 @@
 #include "plast/layer.h"
 #include "builtin.h"
 #include "geometry.h"
+#include "simd.h"
 
 /* Scratch for one chunk of samples: long products for the GEMM, yet small
  * enough to stay in the last-level cache and under glibc's mmap threshold
  * (the block is reused, not faulted in anew at every call). */
 #define CONV_CHUNK_BYTES ((size_t)4 << 20)
-/* Element-wise loops vectorised when built with OpenMP (the same bits). */
-#ifdef _OPENMP
-#define CONV_SIMD _Pragma("omp simd")
-#else
-#define CONV_SIMD
-#endif
 /* Partial sums per channel of the bias gradient (a vector's worth). */
 #define CONV_LANES 16
 
@@ -192,7 +187,7 @@ static void copy_run(plast_real *restrict dst, const plast_real *restrict src, i
 /* dst[0, n) += src[0, n). */
 static void add_run(plast_real *restrict dst, const plast_real *restrict src, int n)
 {
-    CONV_SIMD
+    PLAST_SIMD
     for (int i = 0; i < n; i++)
         dst[i] += src[i];
 }
@@ -318,7 +313,7 @@ static void scatter_output(const conv_geom *g, const plast_real *yc, int nc,
                 continue;
             }
             plast_real bc = b[c];
-            CONV_SIMD
+            PLAST_SIMD
             for (size_t j = 0; j < cols; j++)
                 dst[j] = src[j] + bc;
         }

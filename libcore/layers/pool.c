@@ -23,6 +23,7 @@
 #include "plast/layer.h"
 #include "builtin.h"
 #include "geometry.h"
+#include "simd.h"
 
 static const plast_setting window_settings[] = {
     {"kernel", PLAST_S_INT, NULL, 1, 64, NULL, PLAST_S_REQUIRED, "window height and width"},
@@ -170,45 +171,107 @@ static size_t window_argmax(const pool_geom *g, const plast_real *x, int oy, int
     return best;
 }
 
-/* The common 2x2 window with stride 2 and no padding: the same scan and
- * the same tie and NaN rules as window_argmax, without the bounds. */
+/* The common 2x2 window with stride 2 and no padding gets loops the
+ * compiler vectorises, with the same scan order and the same tie and NaN
+ * rules as window_argmax. */
 static int is_2x2(const pool_geom *g)
 {
     return g->k == 2 && g->s == 2 && g->p == 0;
 }
 
-static inline size_t argmax_2x2(const pool_geom *g, const plast_real *x, int oy, int ox)
+/* Does v replace the running maximum m (a later value wins only if larger,
+ * or if it is the first NaN)? */
+static inline int beats(plast_real v, plast_real m)
 {
-    size_t w = (size_t)g->w, i0 = (size_t)(2 * oy) * w + (size_t)(2 * ox);
-    const size_t cand[4] = {i0, i0 + 1, i0 + w, i0 + w + 1};
-    size_t best = i0;
-    for (int c = 1; c < 4; c++)
-        if (x[cand[c]] > x[best] || (isnan(x[cand[c]]) && !isnan(x[best])))
-            best = cand[c];
-    return best;
+    return v > m || (v != v && m == m);
 }
 
-static inline size_t argmax_at(const pool_geom *g, const plast_real *x, int oy, int ox, int fast)
+/* Which of a, b, c, d (scan order) window_argmax would pick, as 0..3 in a
+ * float: with every value a float the loops below vectorise. */
+static inline plast_real pick4(plast_real a, plast_real b, plast_real c, plast_real d)
 {
-    return fast ? argmax_2x2(g, x, oy, ox) : window_argmax(g, x, oy, ox);
+    plast_real m = a, s = 0.0f;
+    if (beats(b, m)) {
+        m = b;
+        s = 1.0f;
+    }
+    if (beats(c, m)) {
+        m = c;
+        s = 2.0f;
+    }
+    if (beats(d, m))
+        s = 3.0f;
+    return s;
+}
+
+static inline plast_real max4(plast_real a, plast_real b, plast_real c, plast_real d)
+{
+    plast_real m = beats(b, a) ? b : a;
+    m = beats(c, m) ? c : m;
+    return beats(d, m) ? d : m;
+}
+
+static void maxpool_2x2_plane(const pool_geom *g, const plast_real *x, plast_real *y)
+{
+    size_t w = (size_t)g->w;
+    for (int oy = 0; oy < g->hout; oy++) {
+        const plast_real *r0 = x + (size_t)(2 * oy) * w, *r1 = r0 + w;
+        plast_real *yo = y + (size_t)oy * (size_t)g->wout;
+        PLAST_SIMD
+        for (int ox = 0; ox < g->wout; ox++)
+            yo[ox] = max4(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+    }
+}
+
+/* Each window's gradient goes to its argmax, 0 + dy as the generic path's
+ * zeroed += gives (+0 for a -0 gradient); pixels outside every window
+ * (an odd last row or column) get 0. */
+static void maxpool_2x2_plane_backward(const pool_geom *g, const plast_real *x,
+                                       const plast_real *dy, plast_real *dx)
+{
+    size_t w = (size_t)g->w;
+    for (int oy = 0; oy < g->hout; oy++) {
+        const plast_real *r0 = x + (size_t)(2 * oy) * w, *r1 = r0 + w;
+        const plast_real *go = dy + (size_t)oy * (size_t)g->wout;
+        plast_real *d0 = dx + (size_t)(2 * oy) * w, *d1 = d0 + w;
+        PLAST_SIMD
+        for (int ox = 0; ox < g->wout; ox++) {
+            plast_real s = pick4(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+            plast_real v = 0.0f + go[ox];
+            d0[2 * ox] = s == 0.0f ? v : 0.0f;
+            d0[2 * ox + 1] = s == 1.0f ? v : 0.0f;
+            d1[2 * ox] = s == 2.0f ? v : 0.0f;
+            d1[2 * ox + 1] = s == 3.0f ? v : 0.0f;
+        }
+        for (size_t ix = 2 * (size_t)g->wout; ix < w; ix++)
+            d0[ix] = d1[ix] = 0.0f;
+    }
+    size_t covered = (size_t)(2 * g->hout) * w;
+    memset(dx + covered, 0, ((size_t)g->h * w - covered) * sizeof *dx);
 }
 
 static void maxpool_plane(const pool_geom *g, const plast_real *x, plast_real *y)
 {
-    int fast = is_2x2(g);
+    if (is_2x2(g)) {
+        maxpool_2x2_plane(g, x, y);
+        return;
+    }
     for (int oy = 0; oy < g->hout; oy++)
         for (int ox = 0; ox < g->wout; ox++)
-            y[(size_t)oy * (size_t)g->wout + (size_t)ox] = x[argmax_at(g, x, oy, ox, fast)];
+            y[(size_t)oy * (size_t)g->wout + (size_t)ox] = x[window_argmax(g, x, oy, ox)];
 }
 
 static void maxpool_plane_backward(const pool_geom *g, const plast_real *x,
                                    const plast_real *dy, plast_real *dx)
 {
-    int fast = is_2x2(g);
+    if (is_2x2(g)) {
+        maxpool_2x2_plane_backward(g, x, dy, dx);
+        return;
+    }
     memset(dx, 0, (size_t)g->h * (size_t)g->w * sizeof *dx);
     for (int oy = 0; oy < g->hout; oy++)
         for (int ox = 0; ox < g->wout; ox++)
-            dx[argmax_at(g, x, oy, ox, fast)] += dy[(size_t)oy * (size_t)g->wout + (size_t)ox];
+            dx[window_argmax(g, x, oy, ox)] += dy[(size_t)oy * (size_t)g->wout + (size_t)ox];
 }
 
 static void avgpool_plane(const pool_geom *g, const plast_real *x, plast_real *y)
