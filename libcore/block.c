@@ -244,13 +244,23 @@ void plast_block_release(plast_model *m, plast_block_run *run, plast_tensor *kep
 }
 
 /* Block k by the runner, or by the generic forward and visit: *next gets
- * its output unless it is the last block. */
-static int local_block(plast_model *m, int k, const plast_tensor *x, plast_block_visit visit,
+ * its output unless it is the last block.  A block the runner already
+ * did (PLAST_BLOCK_DONE) passes x itself on: *x is moved into *next and
+ * left empty, so whoever frees *x afterwards frees nothing. */
+static int local_block(plast_model *m, int k, plast_tensor *x, plast_block_visit visit,
                        plast_block_runner runner, void *user, plast_tensor *next, plast_err *e)
 {
     int last = k == plast_model_nblocks(m) - 1;
     memset(next, 0, sizeof *next);
     int rc = runner ? runner(user, k, x, next, e) : PLAST_BLOCK_DEFAULT;
+    if (rc == PLAST_BLOCK_DONE) {
+        PLAST_ASSERT(next->data == NULL);
+        *next = *x;
+        memset(x, 0, sizeof *x);
+        if (last)
+            plast_tensor_free(next);
+        return PLAST_OK;
+    }
     if (rc != PLAST_BLOCK_DEFAULT) {
         if (rc || last)
             plast_tensor_free(next);
@@ -275,9 +285,9 @@ int plast_model_local_pass2(plast_model *m, plast_batch *b, plast_block_visit vi
         plast_tensor next;
         rc = local_block(m, k, k ? &prev : &b->x, visit, runner, user, &next, e);
         if (k == 0)
-            plast_batch_drop_input(b);
+            plast_batch_drop_input(b); /* nothing if block 0 moved it on */
         else
-            plast_tensor_free(&prev);
+            plast_tensor_free(&prev);  /* likewise */
         prev = next;
     }
     plast_tensor_free(&prev);

@@ -27,9 +27,30 @@ int plast_proj_init_offset(plast_proj *p, plast_mem *mem, uint64_t seed, uint32_
                            int classes, size_t n, float offset, float bound, int store_matrix,
                            plast_err *e)
 {
+    return plast_proj_init_repeat(p, mem, seed, block, classes, n, 1, offset, bound,
+                                  store_matrix, e);
+}
+
+/* Positions per entry (a zeroed struct has 0: no broadcast). */
+static size_t repeat_of(const plast_proj *p)
+{
+    return p->repeat > 1 ? (size_t)p->repeat : 1;
+}
+
+int plast_proj_init_repeat(plast_proj *p, plast_mem *mem, uint64_t seed, uint32_t block,
+                           int classes, size_t entries, int repeat, float offset, float bound,
+                           int store_matrix, plast_err *e)
+{
     memset(p, 0, sizeof *p);
+    size_t n;
+    if (repeat < 1 || __builtin_mul_overflow(entries, (size_t)repeat, &n))
+        return plast_err_set(e, PLAST_E_INVAL,
+                             "projection of %zu entries repeated %d times: expected a repeat "
+                             "of at least 1 and a row that fits in memory",
+                             entries, repeat);
     p->classes = classes;
     p->n = n;
+    p->repeat = repeat;
     p->bound = bound;
     p->offset = offset;
     p->mem = mem;
@@ -37,15 +58,17 @@ int plast_proj_init_offset(plast_proj *p, plast_mem *mem, uint64_t seed, uint32_
     if (!store_matrix)
         return PLAST_OK;
     size_t count;
-    if (__builtin_mul_overflow((size_t)classes, n, &count) || count > SIZE_MAX / sizeof(plast_real))
-        return plast_err_set(e, PLAST_E_INVAL, "projection [%d, %zu] is too large", classes, n);
+    if (__builtin_mul_overflow((size_t)classes, entries, &count) ||
+        count > SIZE_MAX / sizeof(plast_real))
+        return plast_err_set(e, PLAST_E_INVAL, "projection [%d, %zu] is too large", classes,
+                             entries);
     p->matrix = plast_mem_alloc(mem, PLAST_MEM_RULE, count * sizeof(plast_real));
     if (!p->matrix)
         return plast_err_set(e, PLAST_E_NOMEM, "out of memory for a [%d, %zu] projection",
-                             classes, n);
+                             classes, entries);
     plast_rng r = p->base;
     for (int c = 0; c < classes; c++)
-        draw_row(&r, offset, bound, n, p->matrix + (size_t)c * n);
+        draw_row(&r, offset, bound, entries, p->matrix + (size_t)c * entries);
     return PLAST_OK;
 }
 
@@ -56,16 +79,31 @@ void plast_proj_fini(plast_proj *p)
     p->matrix = NULL;
 }
 
+/* Spread the `entries` values at the start of out over out[entries * rep]:
+ * from the last entry down, so no entry is overwritten before it is read
+ * (entry j moves to j*rep >= j). */
+static void broadcast(plast_real *out, size_t entries, size_t rep)
+{
+    for (size_t j = entries; j-- > 0;) {
+        plast_real v = out[j];
+        for (size_t i = 0; i < rep; i++)
+            out[j * rep + i] = v;
+    }
+}
+
 void plast_proj_row(const plast_proj *p, int c, plast_real *out)
 {
     PLAST_ASSERT(c >= 0 && c < p->classes);
+    size_t rep = repeat_of(p), entries = p->n / rep;
     if (p->matrix) {
-        memcpy(out, p->matrix + (size_t)c * p->n, p->n * sizeof *out);
-        return;
+        memcpy(out, p->matrix + (size_t)c * entries, entries * sizeof *out);
+    } else {
+        plast_rng r = p->base; /* row c starts c*entries draws into the stream */
+        plast_rng_advance(&r, (uint64_t)c * entries);
+        draw_row(&r, p->offset, p->bound, entries, out);
     }
-    plast_rng r = p->base; /* row c starts c*n draws into the stream */
-    plast_rng_advance(&r, (uint64_t)c * p->n);
-    draw_row(&r, p->offset, p->bound, p->n, out);
+    if (rep > 1)
+        broadcast(out, entries, rep);
 }
 
 void plast_proj_select(const plast_proj *p, const int32_t *labels, int batch, float scale,

@@ -317,6 +317,7 @@ Test(abi_layout, proj)
     CHECK_MEMBER(plast_proj, matrix, 40, 8);
     CHECK_MEMBER(plast_proj, mem, 48, 8);
     CHECK_MEMBER(plast_proj, offset, 56, 4);
+    CHECK_MEMBER(plast_proj, repeat, 60, 4);
 }
 
 #else

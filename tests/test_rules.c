@@ -919,3 +919,594 @@ Test(tpsgd, rnn_refusals)
                    "steps = 2\n",
                    "tpsgd: the output block's rnn 'r' would need backpropagation through time");
 }
+
+/* ---- stacked rnn blocks in one time loop (ALGORITHMS.md §4.4) ---- */
+
+enum { SK_MAX = 3 };
+
+/* `layers` rnn blocks of units[i] each, every one but the last handing its
+ * sequence on, the last giving `top`; a dense output for `classes`. */
+static const char *stack_ini(int layers, const int *units, int steps, const char *top,
+                             int classes, const char *tpsgd)
+{
+    static char buf[1200];
+    int at = 0;
+    for (int i = 0; i < layers; i++)
+        at += snprintf(buf + at, sizeof buf - (size_t)at,
+                       "[layer.r%d]\ntype = rnn\nunits = %d\nsteps = %d\noutput = %s\n", i + 1,
+                       units[i], steps, i + 1 < layers ? "sequence" : top);
+    snprintf(buf + at, sizeof buf - (size_t)at,
+             "[layer.out]\ntype = dense\nunits = %d\n[optimizer]\ntype = nesterov\nlr = 0.1\n"
+             "[rule.tpsgd]\nlocal_loss = mse\n%s",
+             classes, tpsgd);
+    return buf;
+}
+
+/* One tpSGD step of the stack computed layer by layer with the step API:
+ * layer i runs over the whole sequence (kept, step-major), its mse deltas
+ * against P_i[label] from step `first` on go through plast_rnn_step_grad
+ * (the model's own gradients: n has no rule, nothing is shared), then
+ * layer i+1 reads that sequence; then the output block on the model loss
+ * and one optimiser step of everything. */
+static void stack_reference_step(tu_net *n, int layers, const plast_proj *P, const float *x,
+                                 const int32_t *y, int B, int first)
+{
+    plast_model *m = n->model;
+    plast_err e;
+    int S, feat, Up = 0, sequence = 0;
+    plast_rnn_info(plast_model_layer(m, 0), NULL, &S, &feat, NULL);
+    float scale = 1.0f / ((float)B * (float)(S - first)), *seq = NULL;
+    plast_optim_begin(n->optim, plast_optim_base_lr(n->optim));
+    for (int i = 0; i < layers; i++) {
+        plast_layer *l = plast_model_layer(m, i);
+        int U;
+        plast_rnn_info(l, &U, NULL, NULL, &sequence);
+        size_t bu = (size_t)B * (size_t)U;
+        float *hs = malloc((size_t)S * bu * sizeof *hs), *theta = malloc(bu * sizeof *theta);
+        float *d = malloc(bu * sizeof *d);
+        cr_assert(hs && theta && d);
+        for (int s = 0; s < B; s++)
+            plast_proj_row(&P[i], y[s], theta + (size_t)s * (size_t)U);
+        for (int t = 0; t < S; t++) {
+            const float *xt =
+                i ? seq + (size_t)t * (size_t)B * (size_t)Up : x + (size_t)t * (size_t)feat;
+            const float *prev = t ? hs + (size_t)(t - 1) * bu : NULL;
+            int ldx = i ? Up : S * feat;
+            float *h = hs + (size_t)t * bu;
+            plast_rnn_step(l, B, xt, ldx, prev, h);
+            for (size_t j = 0; t >= first && j < bu; j++) {
+                d[j] = (h[j] - theta[j]) * scale;
+                d[j] *= 1.0f - h[j] * h[j];
+            }
+            if (t >= first)
+                plast_rnn_step_grad(l, B, d, xt, ldx, prev);
+        }
+        free(seq), free(theta), free(d);
+        seq = hs;
+        Up = U;
+    }
+    /* the output block reads h_S, or the sequence as [B, S, U] */
+    size_t bu = (size_t)B * (size_t)Up;
+    float *top = malloc((size_t)S * bu * sizeof *top);
+    cr_assert(top != NULL);
+    for (int s = 0; sequence && s < B; s++)
+        for (int t = 0; t < S; t++)
+            memcpy(top + ((size_t)s * S + t) * Up, seq + (size_t)t * bu + (size_t)s * Up,
+                   (size_t)Up * sizeof *top);
+    if (!sequence)
+        memcpy(top, seq + (size_t)(S - 1) * bu, bu * sizeof *top);
+    plast_ctx ctx = plast_model_ctx(m, 1);
+    plast_tensor xo = plast_tensor_view(top, B, &plast_model_layer(m, layers - 1)->out);
+    plast_block_run run;
+    CHECK_OK(plast_block_forward(m, layers, &xo, &run, &ctx, &e), e);
+    plast_batch bb;
+    memset(&bb, 0, sizeof bb);
+    bb.labels = y;
+    bb.n = B;
+    plast_stats st = {0, 0, 0};
+    CHECK_OK(plast_rule_output_backward(m, &run, &bb, &st, &e), e);
+    plast_block_release(m, &run, NULL);
+    plast_model_step_all(m);
+    free(seq), free(top);
+}
+
+/* N steps of tpsgd on a stack against the layer-by-layer reference from
+ * the same initial weights: bit for bit, since both make the same float
+ * operations in the same order (the loop only interleaves the layers; a
+ * layer's x_t is h^{i-1}_t, [B, U] with ldx = U, in both). */
+static void check_stack_reference(int layers, const int *units, const char *top,
+                                  const char *steps)
+{
+    enum { Fe = 3, S = 5, B = 4, N = 6 };
+    char extra[64];
+    snprintf(extra, sizeof extra, "rnn_target_steps = %s\n", steps);
+    const char *ini = stack_ini(layers, units, S, top, RC, extra);
+    tu_net a, ref;
+    plast_err e;
+    tu_net_init(&a, ini, S * Fe, RC, "tpsgd", 31);
+    tu_net_init(&ref, ini, S * Fe, RC, "tpsgd", 31);
+    tu_net_create_rule(&a);
+    cr_assert(eq(int, plast_model_nblocks(a.model), layers + 1));
+    plast_proj P[SK_MAX]; /* (PROJ, i), tanh's range */
+    for (int i = 0; i < layers; i++)
+        CHECK_OK(plast_proj_init_offset(&P[i], ref.mem, 31, (uint32_t)i, RC, (size_t)units[i],
+                                        0.0f, 0.5f, 1, &e),
+                 e);
+    size_t np = plast_model_nparams(a.model);
+    float *w0 = malloc(np * sizeof *w0);
+    cr_assert(w0 != NULL);
+    memcpy(w0, plast_model_weights(a.model), np * sizeof *w0);
+    cr_assert(memcmp(w0, plast_model_weights(ref.model), np * sizeof *w0) == 0);
+    int first = strcmp(steps, "last") ? 0 : S - 1;
+    for (int s = 0; s < N; s++) {
+        float x[B * S * Fe];
+        int32_t y[B];
+        fill_random(x, B * S * Fe, 40 + (uint32_t)s, 1.0f);
+        for (int i = 0; i < B; i++)
+            y[i] = (i + s) % RC;
+        tu_step(&a, x, y, B, S * Fe);
+        stack_reference_step(&ref, layers, P, x, y, B, first);
+    }
+    for (int i = 0; i < layers; i++)
+        plast_proj_fini(&P[i]);
+    const float *wa = plast_model_weights(a.model), *wr = plast_model_weights(ref.model);
+    for (int k = 0; k <= layers; k++) {
+        const plast_block *b = plast_model_block(a.model, k);
+        size_t len = (b->param_end - b->param_begin) * sizeof *wa;
+        cr_expect(memcmp(wa + b->param_begin, wr + b->param_begin, len) == 0,
+                  "block %d differs from the layer-by-layer reference", k);
+        cr_expect(memcmp(wa + b->param_begin, w0 + b->param_begin, len) != 0,
+                  "block %d did not learn: the comparison proves nothing", k);
+    }
+    cr_expect(eq(sz, plast_mem_live(a.mem, PLAST_MEM_ACTIVATIONS), 0));
+    cr_expect(eq(sz, plast_mem_live(a.mem, PLAST_MEM_SCRATCH), 0));
+    free(w0);
+    tu_net_fini(&a);
+    tu_net_fini(&ref);
+}
+
+/* Test (a): a sequence rnn under an rnn giving h_S. */
+Test(tpsgd, rnn_stack_equals_the_layer_by_layer_reference)
+{
+    check_stack_reference(2, (const int[]){4, 6}, "last", "all");
+    check_stack_reference(2, (const int[]){4, 6}, "last", "last");
+    /* three layers, the top one handing its whole sequence to the output */
+    check_stack_reference(3, (const int[]){4, 6, 3}, "sequence", "all");
+}
+
+/* Peaks of one step of a stack of `layers` rnns of 32 units on 784 values
+ * per sample, read as `steps` rows. */
+static rnn_peaks stack_step_peaks(int layers, int steps, int batch)
+{
+    const int units[SK_MAX] = {32, 32, 32};
+    tu_net n;
+    tu_net_init(&n, stack_ini(layers, units, steps, "last", 10, ""), 784, 10, "tpsgd", 5);
+    tu_net_create_rule(&n);
+    float *x = malloc((size_t)batch * 784 * sizeof *x);
+    int32_t y[32];
+    cr_assert(x != NULL && batch <= 32);
+    fill_random(x, (size_t)batch * 784, 1, 1.0f);
+    for (int i = 0; i < batch; i++)
+        y[i] = i % 10;
+    plast_mem_reset_peaks(n.mem);
+    tu_step(&n, x, y, batch, 784);
+    rnn_peaks p = {plast_mem_peak_watched(n.mem), plast_mem_peak(n.mem, PLAST_MEM_ACTIVATIONS),
+                   plast_mem_peak(n.mem, PLAST_MEM_SCRATCH)};
+    cr_expect(eq(sz, plast_mem_live(n.mem, PLAST_MEM_ACTIVATIONS), 0), "the stack leaks");
+    cr_expect(eq(sz, plast_mem_live(n.mem, PLAST_MEM_SCRATCH), 0), "the stack leaks scratch");
+    free(x);
+    tu_net_fini(&n);
+    return p;
+}
+
+/* Tests (b) and (c): the peak of a stack does not depend on the number of
+ * steps, and no [B, S, H] sequence is stored between its layers. */
+Test(tpsgd, rnn_stack_memory_does_not_grow_with_the_sequence)
+{
+    enum { B = 16, H = 32 };
+    for (int layers = 2; layers <= 3; layers++) {
+        rnn_peaks t28 = stack_step_peaks(layers, 28, B), t56 = stack_step_peaks(layers, 56, B);
+        cr_expect(eq(sz, t28.watched, t56.watched),
+                  "%d layers: activations+input peak %zu at S = 28, %zu at S = 56", layers,
+                  t28.watched, t56.watched);
+        cr_expect(eq(sz, t28.activations, t56.activations));
+        cr_expect(eq(sz, t28.scratch, t56.scratch), "%d layers: scratch %zu at 28, %zu at 56",
+                  layers, t28.scratch, t56.scratch);
+        /* the sequence one layer hands to the next would be B*S*H floats */
+        cr_expect(lt(sz, t28.activations, (size_t)B * 28 * H * sizeof(float)),
+                  "%d layers: activations peak %zu", layers, t28.activations);
+    }
+}
+
+/* The pass's PLAST_BLOCK_DONE: the block's input goes on as its output,
+ * the same buffer, freed once. */
+typedef struct done_probe {
+    int done[3];              /* blocks the runner reports done */
+    const float *out0;        /* block 0's output */
+    const float *seen[3];     /* each block's input, as visit or the runner saw it */
+    int visits;
+} done_probe;
+
+static int probe_runner(void *user, int k, const plast_tensor *x, plast_tensor *y, plast_err *e)
+{
+    done_probe *p = user;
+    (void)y, (void)e;
+    p->seen[k] = x->data;
+    return p->done[k] ? PLAST_BLOCK_DONE : PLAST_BLOCK_DEFAULT;
+}
+
+static int probe_visit(void *user, int k, plast_block_run *run, plast_err *e)
+{
+    done_probe *p = user;
+    (void)e;
+    p->visits++;
+    if (k == 0)
+        p->out0 = plast_block_output(run)->data;
+    return PLAST_OK;
+}
+
+static void run_probe(done_probe *p)
+{
+    tu_net n;
+    plast_err e;
+    tu_net_init(&n, "[layer.a]\ntype = dense\nunits = 6\n[layer.b]\ntype = dense\nunits = 6\n"
+                    "[layer.out]\ntype = dense\nunits = 3\n",
+                6, 3, "tpsgd", 1);
+    cr_assert(eq(int, plast_model_nblocks(n.model), 3));
+    plast_batch b;
+    memset(&b, 0, sizeof b);
+    int32_t *lab = plast_mem_alloc(n.mem, PLAST_MEM_INPUT, 4 * sizeof *lab);
+    cr_assert(lab != NULL);
+    memset(lab, 0, 4 * sizeof *lab);
+    CHECK_OK(plast_tensor_alloc(&b.x, n.mem, PLAST_MEM_INPUT, 4, &n.in, &e), e);
+    plast_tensor_zero(&b.x);
+    b.labels = lab;
+    b.n = 4;
+    const float *input = b.x.data;
+    CHECK_OK(plast_model_local_pass2(n.model, &b, probe_visit, probe_runner, p, &e), e);
+    cr_expect(b.x.data == NULL, "the batch still holds its input");
+    cr_expect(eq(sz, plast_mem_live(n.mem, PLAST_MEM_INPUT), 4 * sizeof *lab),
+              "the batch input was not freed exactly once");
+    cr_expect(eq(sz, plast_mem_live(n.mem, PLAST_MEM_ACTIVATIONS), 0));
+    cr_expect(p->seen[0] == input);
+    plast_mem_free(n.mem, lab);
+    tu_net_fini(&n);
+}
+
+Test(tpsgd, local_pass_moves_a_done_blocks_input_on)
+{
+    done_probe mid = {{0, 1, 0}, NULL, {NULL, NULL, NULL}, 0};
+    run_probe(&mid);
+    cr_expect(eq(int, mid.visits, 2), "visit ran for a done block");
+    cr_expect(mid.out0 != NULL && mid.seen[1] == mid.out0 && mid.seen[2] == mid.out0,
+              "block 1 did not hand block 0's output on as it is");
+    /* every block done: the batch input goes through to the end */
+    done_probe all = {{1, 1, 1}, NULL, {NULL, NULL, NULL}, 0};
+    run_probe(&all);
+    cr_expect(eq(int, all.visits, 0));
+    cr_expect(all.seen[1] == all.seen[0] && all.seen[2] == all.seen[0]);
+}
+
+/* Every allocation of creating the rule and training a stack, failed in
+ * turn: PLAST_E_NOMEM and nothing left behind. */
+static int stack_attempt(uint64_t fail, uint64_t *made)
+{
+    enum { Fe = 3, S = 4, B = 3 };
+    const int units[2] = {4, 5};
+    tu_net n;
+    plast_err e;
+    tu_net_init(&n, stack_ini(2, units, S, "last", RC, ""), S * Fe, RC, "tpsgd", 3);
+    plast_batch b;
+    memset(&b, 0, sizeof b);
+    int32_t lab[B] = {0, 2, 1};
+    CHECK_OK(plast_tensor_alloc(&b.x, n.mem, PLAST_MEM_INPUT, B, &n.in, &e), e);
+    fill_random(b.x.data, B * S * Fe, 2, 1.0f);
+    b.labels = lab;
+    b.n = B;
+    plast_stats st = {0, 0, 0};
+    uint64_t before = plast_mem_alloc_count(n.mem);
+    plast_mem_fail_at(n.mem, fail);
+    int rc = n.ops->create(&n.rule, n.model, n.rule_args, &e);
+    if (rc)
+        n.rule = NULL;
+    plast_optim_begin(n.optim, plast_optim_base_lr(n.optim));
+    if (!rc)
+        rc = n.ops->train_batch(n.rule, &b, &st, &e);
+    *made = plast_mem_alloc_count(n.mem) - before;
+    cr_expect(rc == PLAST_OK || rc == PLAST_E_NOMEM, "allocation %llu: status %d (%s)",
+              (unsigned long long)fail, rc, e.msg);
+    plast_tensor_free(&b.x);
+    cr_expect(eq(sz, plast_mem_live(n.mem, PLAST_MEM_ACTIVATIONS), 0), "allocation %llu",
+              (unsigned long long)fail);
+    cr_expect(eq(sz, plast_mem_live(n.mem, PLAST_MEM_SCRATCH), 0), "allocation %llu",
+              (unsigned long long)fail);
+    n.ops->destroy(n.rule);
+    n.rule = NULL;
+    cr_expect(eq(sz, plast_mem_live(n.mem, PLAST_MEM_RULE), 0), "allocation %llu",
+              (unsigned long long)fail);
+    tu_net_fini(&n);
+    return rc;
+}
+
+Test(tpsgd, rnn_stack_fails_cleanly_at_every_allocation)
+{
+    uint64_t total, made;
+    cr_assert(eq(int, stack_attempt(0, &total), PLAST_OK));
+    cr_assert(gt(u64, total, 5));
+    for (uint64_t n = 1; n <= total; n++) {
+        cr_expect(eq(int, stack_attempt(n, &made), PLAST_E_NOMEM), "allocation %llu of %llu",
+                  (unsigned long long)n, (unsigned long long)total);
+        cr_expect(ge(u64, made, n));
+    }
+}
+
+/* ---- tpSGD conv_target = channel and proj_scale (ALGORITHMS.md §4.3, §4.4) ---- */
+
+/* A broadcast projection row is the plain projection's row of `entries`
+ * values, each repeated over `repeat` consecutive positions, stored or
+ * regenerated, through plast_proj_row and plast_proj_select alike; only
+ * [classes, entries] is stored. */
+Test(tpsgd, proj_repeat_broadcasts_each_entry)
+{
+    enum { Cl = 3, En = 4, Rep = 5 };
+    plast_mem *mem;
+    plast_err e;
+    CHECK_OK(plast_mem_create(&mem, &e), e);
+    plast_proj plain, rep, regen;
+    CHECK_OK(plast_proj_init_offset(&plain, mem, 9, 2, Cl, En, 0.5f, 0.3f, 1, &e), e);
+    size_t before = plast_mem_live(mem, PLAST_MEM_RULE);
+    CHECK_OK(plast_proj_init_repeat(&rep, mem, 9, 2, Cl, En, Rep, 0.5f, 0.3f, 1, &e), e);
+    cr_expect(eq(sz, plast_mem_live(mem, PLAST_MEM_RULE) - before,
+                 (size_t)Cl * En * sizeof(float)));
+    CHECK_OK(plast_proj_init_repeat(&regen, mem, 9, 2, Cl, En, Rep, 0.5f, 0.3f, 0, &e), e);
+    cr_expect(eq(sz, rep.n, (size_t)En * Rep));
+    float want[En], got[En * Rep], sel[2 * En * Rep];
+    const int32_t labels[2] = {2, 1};
+    plast_proj_select(&rep, labels, 2, 2.0f, sel);
+    for (int c = 0; c < Cl; c++) {
+        plast_proj_row(&plain, c, want);
+        for (int v = 0; v < 2; v++) {
+            plast_proj_row(v ? &regen : &rep, c, got);
+            for (int j = 0; j < En * Rep; j++)
+                cr_expect(got[j] == want[j / Rep], "%s class %d position %d: %g, expected %g",
+                          v ? "regen" : "matrix", c, j, got[j], want[j / Rep]);
+        }
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; c == labels[i] && j < En * Rep; j++)
+                cr_expect(sel[i * En * Rep + j] == 2.0f * want[j / Rep], "select %d, %d", i, j);
+    }
+    cr_expect(eq(int, plast_proj_init_repeat(&regen, mem, 9, 2, Cl, En, 0, 0, 1, 0, &e),
+                 PLAST_E_INVAL));
+    plast_proj_fini(&plain);
+    plast_proj_fini(&rep);
+    plast_proj_fini(&regen);
+    cr_expect(eq(sz, plast_mem_live(mem, PLAST_MEM_RULE), 0));
+    plast_mem_destroy(mem);
+}
+
+/* A conv block of [3, side, side] maps (kernel 3, padding 1, tanh) and a
+ * dense output for 3 classes; SGD at lr 1. */
+static const char *conv_tpsgd_ini(int padding, const char *pool, const char *tpsgd)
+{
+    static char buf[600];
+    snprintf(buf, sizeof buf,
+             "[layer.c1]\ntype = conv2d\nchannels = 3\nkernel = 3\npadding = %d\n"
+             "[layer.a1]\ntype = tanh\n%s%s%s"
+             "[layer.out]\ntype = dense\nunits = 3\n[optimizer]\ntype = sgd\nlr = 1\n"
+             "[rule.tpsgd]\n%s",
+             padding, pool ? "[layer.p1]\ntype = " : "", pool ? pool : "",
+             pool ? "\nkernel = 2\n" : "", tpsgd);
+    return buf;
+}
+
+/* The weights after `steps` tpsgd steps on side x side images (malloc'd);
+ * *rule_bytes: the rule category after create. */
+static float *conv_tpsgd_weights(const char *ini, int side, int steps, size_t *np,
+                                 size_t *rule_bytes)
+{
+    enum { B = 4 };
+    tu_net n;
+    plast_shape in = {3, {1, side, side}};
+    tu_net_init_shape(&n, ini, &in, 3, "tpsgd", 4);
+    size_t r0 = plast_mem_live(n.mem, PLAST_MEM_RULE);
+    tu_net_create_rule(&n);
+    *rule_bytes = plast_mem_live(n.mem, PLAST_MEM_RULE) - r0;
+    size_t per = (size_t)side * (size_t)side;
+    float *x = malloc(B * per * sizeof *x);
+    cr_assert(x != NULL);
+    for (int s = 0; s < steps; s++) {
+        int32_t y[B] = {s % 3, (s + 1) % 3, 2, 0};
+        fill_random(x, B * per, 60 + (uint32_t)s, 1.0f);
+        tu_step(&n, x, y, B, (int)per);
+    }
+    free(x);
+    *np = plast_model_nparams(n.model);
+    float *w = malloc(*np * sizeof *w);
+    cr_assert(w != NULL);
+    memcpy(w, plast_model_weights(n.model), *np * sizeof *w);
+    tu_net_fini(&n);
+    return w;
+}
+
+/* With H*W = 1 (3x3 images, no padding) a channel is a single unit: channel
+ * and map draw the same targets and train bit for bit alike; dense blocks
+ * ignore the setting. */
+Test(tpsgd, conv_channel_with_one_position_equals_map)
+{
+    const char *modes[2] = {"conv_target = map\n", "conv_target = channel\n"};
+    float *w[2];
+    size_t np[2], rule[2];
+    char ini[600];
+    for (int v = 0; v < 2; v++) {
+        snprintf(ini, sizeof ini, "%s", conv_tpsgd_ini(0, NULL, modes[v]));
+        w[v] = conv_tpsgd_weights(ini, 3, 10, &np[v], &rule[v]);
+    }
+    cr_assert(eq(sz, np[0], np[1]));
+    cr_expect(memcmp(w[0], w[1], np[0] * sizeof(float)) == 0, "channel differs from map at 1x1");
+    cr_expect(eq(sz, rule[0], rule[1]));
+    free(w[0]), free(w[1]);
+    size_t na, nb;
+    float *a = weights_after("tpsgd", "[rule.tpsgd]\nconv_target = map\n", 20, &na);
+    float *b = weights_after("tpsgd", "[rule.tpsgd]\nconv_target = channel\n", 20, &nb);
+    cr_assert(eq(sz, na, nb));
+    cr_expect(memcmp(a, b, na * sizeof *a) == 0, "conv_target changed a dense net");
+    free(a), free(b);
+}
+
+/* The stored projection of a [3, 6, 6] conv block: 3 x 108 floats per
+ * class with map, 3 x 3 with channel (H*W = 36 times less); regen stores
+ * none either way. */
+Test(tpsgd, conv_channel_projection_is_hw_times_smaller)
+{
+    size_t np, map, chan;
+    char ini[600];
+    snprintf(ini, sizeof ini, "%s", conv_tpsgd_ini(1, "maxpool", "conv_target = map\n"));
+    free(conv_tpsgd_weights(ini, 6, 0, &np, &map));
+    snprintf(ini, sizeof ini, "%s", conv_tpsgd_ini(1, "maxpool", "conv_target = channel\n"));
+    free(conv_tpsgd_weights(ini, 6, 0, &np, &chan));
+    cr_expect(eq(sz, map - chan, (size_t)3 * 3 * (36 - 1) * sizeof(float)), "map %zu, channel %zu",
+              map, chan);
+    size_t regen;
+    snprintf(ini, sizeof ini, "%s",
+             conv_tpsgd_ini(1, "maxpool", "conv_target = channel\nproj_store = regen\n"));
+    free(conv_tpsgd_weights(ini, 6, 0, &np, &regen));
+    cr_expect(eq(sz, chan - regen, (size_t)3 * 3 * sizeof(float)));
+}
+
+/* One channel-mode step of a conv net equals the core's local signal for
+ * a map-sized P whose row c is the channel targets of (PROJ, 0), drawn
+ * with `bound` around 0 (the mode changes neither the range nor the He
+ * bound of the whole map), written at every position of each channel, by
+ * hand here; with lr 1 the step subtracts that gradient, bit for bit. */
+static void check_channel_step(const char *loss_key, plast_local_loss loss, float bound)
+{
+    enum { B = 2, Ch = 3, HW = 36, N = Ch * HW };
+    plast_shape in = {3, {1, 6, 6}};
+    tu_net ref, n;
+    plast_err e;
+    char cfg[100];
+    snprintf(cfg, sizeof cfg, "conv_target = channel\nlocal_loss = %s\n", loss_key);
+    const char *ini = conv_tpsgd_ini(1, "maxpool", cfg);
+    tu_net_init_shape(&ref, ini, &in, 3, "tpsgd", 4);
+    tu_net_init_shape(&n, ini, &in, 3, "tpsgd", 4);
+    tu_net_create_rule(&n);
+    float x[B * HW], entries[3 * Ch], map[3 * N];
+    int32_t y[B] = {2, 0};
+    fill_random(x, B * HW, 70, 1.0f);
+    plast_proj P;
+    CHECK_OK(plast_proj_init_offset(&P, ref.mem, 4, 0, 3, Ch, 0.0f, bound, 1, &e), e);
+    for (int c = 0; c < 3; c++)
+        plast_proj_row(&P, c, entries + c * Ch);
+    plast_proj_fini(&P);
+    for (int c = 0; c < 3; c++)
+        for (int ch = 0; ch < Ch; ch++)
+            for (int p = 0; p < HW; p++)
+                map[c * N + ch * HW + p] = entries[c * Ch + ch];
+    plast_proj M;
+    memset(&M, 0, sizeof M);
+    M.classes = 3;
+    M.n = N;
+    M.matrix = map;
+    plast_ctx ctx = plast_model_ctx(ref.model, 1);
+    plast_tensor xt = plast_tensor_view(x, B, &in);
+    plast_block_run run;
+    CHECK_OK(plast_block_forward(ref.model, 0, &xt, &run, &ctx, &e), e);
+    CHECK_OK(plast_local_backward(ref.model, &run, &M, y, B, loss, 1.0f / B, &e), e);
+    plast_block_release(ref.model, &run, NULL);
+    tu_step(&n, x, y, B, HW);
+    const plast_block *b0 = plast_model_block(n.model, 0);
+    const float *w = plast_model_weights(ref.model), *got = plast_model_weights(n.model);
+    const float *g = plast_model_grads(ref.model);
+    float moved = 0;
+    for (size_t i = b0->param_begin; i < b0->param_end; i++) {
+        cr_expect(got[i] == w[i] - g[i], "%s: conv parameter %zu: %.9g, expected %.9g", loss_key,
+                  i, got[i], w[i] - g[i]);
+        moved += fabsf(g[i]);
+    }
+    cr_expect(moved > 1e-3f, "%s: no gradient: the comparison proves nothing", loss_key);
+    tu_net_fini(&ref);
+    tu_net_fini(&n);
+}
+
+Test(tpsgd, conv_channel_step_equals_broadcast_targets)
+{
+    check_channel_step("mse", PLAST_LOCAL_MSE, 0.5f); /* target_uniform, tanh */
+    check_channel_step("linear", PLAST_LOCAL_LINEAR, plast_proj_he_bound(3 * 36));
+}
+
+/* The targets of a relu block with W = 0 and b = 1 (z = 1, relu' = 1):
+ * with local_loss = linear the bias gradient of one example is its
+ * target row, so b steps to 1 - P[c] (SGD at lr 1, B = 1). */
+static void proj_rows_of(const char *tpsgd, float *rows)
+{
+    enum { Fe = 5, U = 4 };
+    char ini[500];
+    snprintf(ini, sizeof ini,
+             "[layer.h]\ntype = dense\nunits = %d\n[layer.a]\ntype = relu\n"
+             "[layer.out]\ntype = dense\nunits = 3\n[optimizer]\ntype = sgd\nlr = 1\n"
+             "[rule.tpsgd]\nlocal_loss = linear\n%s",
+             U, tpsgd);
+    tu_net n;
+    tu_net_init(&n, ini, Fe, 3, "tpsgd", 17);
+    tu_net_create_rule(&n);
+    plast_layer *h = plast_model_layer(n.model, 0);
+    float x[Fe];
+    fill_random(x, Fe, 3, 1.0f);
+    for (int c = 0; c < 3; c++) {
+        const int32_t y[1] = {c};
+        memset(h->param[0].w, 0, U * Fe * sizeof(float));
+        for (int u = 0; u < U; u++)
+            h->param[1].w[u] = 1.0f;
+        tu_step(&n, x, y, 1, Fe);
+        for (int u = 0; u < U; u++)
+            rows[c * U + u] = 1.0f - h->param[1].w[u];
+    }
+    tu_net_fini(&n);
+}
+
+/* proj_scale stretches P around its offset: (P - offset) * s + offset,
+ * for target_uniform (relu: offset 0.5) and he_uniform (offset 0). */
+Test(tpsgd, proj_scale_multiplies_the_spread)
+{
+    const char *dist[2] = {"proj_dist = target_uniform\n", "proj_dist = he_uniform\n"};
+    const float offset[2] = {0.5f, 0.0f};
+    for (int d = 0; d < 2; d++) {
+        float one[12], two[12];
+        char cfg[120];
+        proj_rows_of(dist[d], one);
+        snprintf(cfg, sizeof cfg, "%sproj_scale = 2\n", dist[d]);
+        proj_rows_of(cfg, two);
+        float spread = 0;
+        for (int i = 0; i < 12; i++) {
+            float want = (one[i] - offset[d]) * 2.0f + offset[d];
+            cr_expect(fabsf(two[i] - want) <= 1e-6f, "%sentry %d: %.8f, expected %.8f", dist[d],
+                      i, two[i], want);
+            spread += fabsf(one[i] - offset[d]);
+        }
+        cr_expect(spread > 0.1f, "%sthe targets sit at the offset", dist[d]);
+    }
+}
+
+/* Bad values of the new keys are refused naming the key. */
+Test(tpsgd, refuses_bad_conv_target_and_proj_scale)
+{
+    const char *bad[] = {"conv_target = pixel\n", "proj_scale = 0\n", "proj_scale = -1\n",
+                         "proj_scale = two\n", "proj_scale = inf\n"};
+    const char *key[] = {"conv_target", "proj_scale", "proj_scale", "proj_scale", "proj_scale"};
+    plast_registry *reg = tu_registry();
+    const plast_rule_ops *ops = tu_rule(reg, "tpsgd");
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char ini[200];
+        snprintf(ini, sizeof ini, "[rule.tpsgd]\n%s", bad[i]);
+        plast_config *cfg = tu_config(ini);
+        plast_args *a = NULL;
+        plast_err e;
+        cr_expect(ne(int, plast_args_parse(&a, cfg, "rule.tpsgd", ops->settings, NULL, NULL, &e),
+                     PLAST_OK),
+                  "%s accepted", bad[i]);
+        cr_expect(strstr(e.msg, key[i]) != NULL, "%s: %s", bad[i], e.msg);
+        plast_args_destroy(a);
+        plast_config_destroy(cfg);
+    }
+    plast_registry_destroy(reg);
+}

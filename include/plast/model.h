@@ -159,8 +159,21 @@ int plast_model_local_pass(plast_model *m, struct plast_batch *b, plast_block_vi
  * (activations category, owned: the pass frees it after the next block)
  * and returns PLAST_OK; or it returns PLAST_BLOCK_DEFAULT, touching
  * nothing, and the pass runs the block with plast_block_forward and
- * visit; or a negative status (*y left empty). */
+ * visit; or it returns PLAST_BLOCK_DONE, touching nothing, for a block it
+ * already ran and trained together with an earlier one (tpSGD's stacked
+ * rnns share one time loop: the runner, called at the first block of the
+ * stack, gives the output of its last); or a negative status (*y left
+ * empty).
+ *
+ * PLAST_BLOCK_DONE: block k's output is its input x, moved on, neither
+ * copied nor freed: the pass hands it to block k+1 as it is (x is then
+ * the output of the runner's earlier call, whatever block k's own input
+ * shape is) and frees it after that block, or at once if k is the last
+ * block.  At block 0, x is the batch's input: the pass takes it out of
+ * the batch (b->x left empty, plast_batch_drop_input then frees
+ * nothing). */
 #define PLAST_BLOCK_DEFAULT 1
+#define PLAST_BLOCK_DONE 2
 typedef int (*plast_block_runner)(void *user, int k, const plast_tensor *x, plast_tensor *y,
                                   plast_err *e);
 /* plast_model_local_pass, asking `runner` (NULL = never) first for each
