@@ -77,6 +77,7 @@ rows() {
   echo "bp|bp$([ "$MODEL" = rnn ] && echo " (BPTT)")|--rule bp"
   [ "$MODEL" != rnn ] && echo "bp_sigmoid|bp (sigmoid units)|--rule bp ${SIGMOID[*]}"
   echo "shallow|shallow (output layer only)|--rule shallow"
+  [ "$MODEL" != rnn ] && echo "shallow_sigmoid|shallow (sigmoid units)|--rule shallow ${SIGMOID[*]}"
 }
 
 run() { # NAME EPOCHS ARGS...
