@@ -20,6 +20,7 @@
 #include <zlib.h>
 
 #include "plast/data.h"
+#include "simd.h"
 
 #define IDX_IMAGES_MAGIC 0x00000803u
 #define IDX_LABELS_MAGIC 0x00000801u
@@ -696,12 +697,17 @@ void plast_dataset_gather(const plast_dataset *d, const uint32_t *idx, int n, pl
         PLAST_ASSERT(idx[i] < d->n);
         size_t from = idx[i] * values;
         plast_real *dst = x + (size_t)i * values;
-        if (d->u8)
+        if (d->u8) {
+            const uint8_t *src = d->u8 + from;
+            PLAST_SIMD /* src is bytes: without it the compiler fears aliasing */
             for (size_t j = 0; j < values; j++)
-                dst[j] = (plast_real)d->u8[from + j] * scale + shift;
-        else
+                dst[j] = (plast_real)src[j] * scale + shift;
+        } else {
+            const float *src = d->f32 + from;
+            PLAST_SIMD
             for (size_t j = 0; j < values; j++)
-                dst[j] = d->f32[from + j] * scale + shift;
+                dst[j] = src[j] * scale + shift;
+        }
         if (labels)
             labels[i] = d->labels[idx[i]];
     }

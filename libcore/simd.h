@@ -14,4 +14,16 @@
 #define PLAST_SIMD
 #endif
 
+/* PLAST_CLONES before a function compiles it for AVX-512, AVX2 and the
+ * base instruction set and picks one at load time (GCC's target_clones,
+ * x86-64 ELF only).  For compute-bound element-wise loops whose result
+ * cannot depend on the vector width: no reductions, and no fused
+ * multiply-add (the build's -ffp-contract=off), so every clone gives the
+ * same bits. */
+#if defined __x86_64__ && defined __ELF__ && defined __GNUC__ && !defined __clang__
+#define PLAST_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PLAST_CLONES
+#endif
+
 #endif

@@ -33,6 +33,7 @@
 #include "plast/layer.h"
 #include "plast/rnn.h"
 #include "builtin.h"
+#include "simd.h"
 
 enum { RNN_W_IH, RNN_W_HH, RNN_BIAS };
 enum { RNN_OUT_LAST, RNN_OUT_SEQUENCE };
@@ -43,13 +44,6 @@ enum { RNN_OUT_LAST, RNN_OUT_SEQUENCE };
 /* tanh(9) rounds to 1 in float: |z| is clamped there (these are its bits). */
 #define RNN_TANH_CLAMP_BITS 0x41100000
 #define RNN_INF_BITS 0x7f800000
-
-/* Element-wise loops vectorised when built with OpenMP (the same bits). */
-#ifdef _OPENMP
-#define RNN_SIMD _Pragma("omp simd")
-#else
-#define RNN_SIMD
-#endif
 
 static const char *const rnn_outputs[] = {"last", "sequence", NULL};
 
@@ -268,10 +262,10 @@ static inline float rnn_tanh1(float z)
     return copysignf(-m / (2.0f + m), z);
 }
 
-/* v[i] = tanh(v[i]); the same bits vectorised or not. */
-static void rnn_tanh(plast_real *v, size_t n)
+/* v[i] = tanh(v[i]); the same bits vectorised or not, at any width. */
+PLAST_CLONES static void rnn_tanh(plast_real *v, size_t n)
 {
-    RNN_SIMD
+    PLAST_SIMD
     for (size_t i = 0; i < n; i++)
         v[i] = rnn_tanh1(v[i]);
 }
@@ -290,7 +284,7 @@ static void run_steps(const plast_layer *l, const plast_real *x, int batch, plas
         const plast_real *b = l->param[RNN_BIAS].w;
         for (int r = 0; r < rows; r++) {
             plast_real *row = H + (size_t)r * (size_t)U;
-            RNN_SIMD
+            PLAST_SIMD
             for (int j = 0; j < U; j++)
                 row[j] += b[j];
         }
@@ -368,7 +362,7 @@ static void deltas(const plast_layer *l, const plast_real *H, const plast_real *
         for (int s = 0; s < batch; s++) {
             plast_real *d = D + (size_t)s * (size_t)ld + off;
             const plast_real *h = H + (size_t)s * (size_t)ld + off;
-            RNN_SIMD
+            PLAST_SIMD
             for (size_t j = 0; j < u; j++)
                 d[j] *= 1.0f - h[j] * h[j];
         }
@@ -381,7 +375,8 @@ static void deltas(const plast_layer *l, const plast_real *H, const plast_real *
 
 /* g[j] += sum over rows of D[., j]: each column summed from zero in row
  * order, then added. */
-static void add_column_sums(const plast_real *D, int rows, int units, plast_real *g)
+PLAST_CLONES static void add_column_sums(const plast_real *D, int rows, int units,
+                                         plast_real *g)
 {
     plast_real acc[RNN_BIAS_CHUNK];
     for (int j0 = 0; j0 < units; j0 += RNN_BIAS_CHUNK) {
@@ -390,6 +385,7 @@ static void add_column_sums(const plast_real *D, int rows, int units, plast_real
             acc[j] = 0.0f;
         for (int r = 0; r < rows; r++) {
             const plast_real *row = D + (size_t)r * (size_t)units + (size_t)j0;
+            PLAST_SIMD /* one running sum per column: nothing reassociated */
             for (int j = 0; j < n; j++)
                 acc[j] += row[j];
         }
