@@ -34,16 +34,13 @@
 #include "plast/rnn.h"
 #include "builtin.h"
 #include "simd.h"
+#include "vtanh.h"
 
 enum { RNN_W_IH, RNN_W_HH, RNN_BIAS };
 enum { RNN_OUT_LAST, RNN_OUT_SEQUENCE };
 
 /* Columns of the deltas summed at a time for the bias gradient. */
 #define RNN_BIAS_CHUNK 64
-
-/* tanh(9) rounds to 1 in float: |z| is clamped there (these are its bits). */
-#define RNN_TANH_CLAMP_BITS 0x41100000
-#define RNN_INF_BITS 0x7f800000
 
 static const char *const rnn_outputs[] = {"last", "sequence", NULL};
 
@@ -219,55 +216,12 @@ static int check_io(const plast_layer *l, const plast_tensor *x, const plast_ten
 
 /* ---- forward ---- */
 
-static inline float bits_float(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static inline uint32_t float_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-/* tanh within 3 ulp, with no branch so that loops over it vectorise:
- * tanh|z| = -m / (2 + m), m = expm1(-2|z|) = 2^k (expm1(r) + 1) - 1 with
- * -2|z| = k ln 2 + r, |r| <= ln2/2, expm1(r) by its Taylor series to r^7
- * (the next term is below half an ulp).  NaN stays NaN. */
-static inline float rnn_tanh1(float z)
-{
-    const float round_magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    /* |z| clamped on its bits, which order like the values; NaN's are above
-     * infinity's and pass */
-    int32_t bits = (int32_t)(float_bits(z) & 0x7fffffffu);
-    int32_t clamped = bits < RNN_TANH_CLAMP_BITS ? bits : RNN_TANH_CLAMP_BITS;
-    float a = bits_float((uint32_t)(bits > RNN_INF_BITS ? bits : clamped));
-    float v = -2.0f * a;
-    float t = v * 1.44269504f + round_magic; /* v / ln 2, rounded */
-    float kf = t - round_magic;
-    int32_t k = (int32_t)(float_bits(t) - float_bits(round_magic));
-    float r = (v - kf * 0.693145752f) - kf * 1.42860677e-06f; /* ln 2 in two parts */
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = r + r * r * p;                                    /* expm1(r) */
-    float scale = bits_float((uint32_t)(k + 127) << 23); /* 2^k, k >= -26 */
-    float m = scale * p + (scale - 1.0f);
-    return copysignf(-m / (2.0f + m), z);
-}
-
 /* v[i] = tanh(v[i]); the same bits vectorised or not, at any width. */
 PLAST_CLONES static void rnn_tanh(plast_real *v, size_t n)
 {
     PLAST_SIMD
     for (size_t i = 0; i < n; i++)
-        v[i] = rnn_tanh1(v[i]);
+        v[i] = vtanh(v[i]);
 }
 
 
