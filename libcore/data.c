@@ -688,6 +688,24 @@ int plast_dataset_slice(plast_dataset **out, const plast_dataset *d, size_t begi
     return PLAST_OK;
 }
 
+/* dst[j] = src[j] * scale + shift: one sample of a batch.  The same bits
+ * at any vector width (no FMA: the build's -ffp-contract=off). */
+PLAST_CLONES static void convert_u8(const uint8_t *src, size_t n, float scale, float shift,
+                                    plast_real *dst)
+{
+    PLAST_SIMD /* src is bytes: without it the compiler fears aliasing */
+    for (size_t j = 0; j < n; j++)
+        dst[j] = (plast_real)src[j] * scale + shift;
+}
+
+PLAST_CLONES static void convert_f32(const float *src, size_t n, float scale, float shift,
+                                     plast_real *dst)
+{
+    PLAST_SIMD
+    for (size_t j = 0; j < n; j++)
+        dst[j] = src[j] * scale + shift;
+}
+
 void plast_dataset_gather(const plast_dataset *d, const uint32_t *idx, int n, plast_real *x,
                           int32_t *labels)
 {
@@ -697,17 +715,10 @@ void plast_dataset_gather(const plast_dataset *d, const uint32_t *idx, int n, pl
         PLAST_ASSERT(idx[i] < d->n);
         size_t from = idx[i] * values;
         plast_real *dst = x + (size_t)i * values;
-        if (d->u8) {
-            const uint8_t *src = d->u8 + from;
-            PLAST_SIMD /* src is bytes: without it the compiler fears aliasing */
-            for (size_t j = 0; j < values; j++)
-                dst[j] = (plast_real)src[j] * scale + shift;
-        } else {
-            const float *src = d->f32 + from;
-            PLAST_SIMD
-            for (size_t j = 0; j < values; j++)
-                dst[j] = src[j] * scale + shift;
-        }
+        if (d->u8)
+            convert_u8(d->u8 + from, values, scale, shift, dst);
+        else
+            convert_f32(d->f32 + from, values, scale, shift, dst);
         if (labels)
             labels[i] = d->labels[idx[i]];
     }

@@ -165,8 +165,8 @@ void plast_optim_begin(plast_optim *o, double lr)
 }
 
 /* In the update functions g[0] is the gradient of element b. */
-static void update_sgd(const plast_optim *o, plast_real *w, const plast_real *g, size_t b,
-                       size_t e)
+PLAST_CLONES static void update_sgd(const plast_optim *o, plast_real *w, const plast_real *g,
+                                    size_t b, size_t e)
 {
     const float lr = (float)o->cur_lr, wd = (float)o->weight_decay;
     PLAST_SIMD
@@ -190,8 +190,9 @@ momentum_loop(const plast_optim *o, plast_real *w, const plast_real *g, size_t b
     }
 }
 
-static void update_momentum(const plast_optim *o, plast_real *w, const plast_real *g, size_t b,
-                            size_t e, int nesterov)
+PLAST_CLONES static void update_momentum(const plast_optim *o, plast_real *w,
+                                         const plast_real *g, size_t b, size_t e,
+                                         int nesterov)
 {
     if (nesterov)
         momentum_loop(o, w, g, b, e, 1);
@@ -225,8 +226,8 @@ adam_loop(const plast_optim *o, plast_real *w, const plast_real *g, size_t b, si
     }
 }
 
-static void update_adam(const plast_optim *o, plast_real *w, const plast_real *g, size_t b,
-                        size_t e)
+PLAST_CLONES static void update_adam(const plast_optim *o, plast_real *w, const plast_real *g,
+                                     size_t b, size_t e)
 {
     if (o->type == OPT_ADAMW)
         adam_loop(o, w, g, b, e, 1);

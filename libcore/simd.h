@@ -10,9 +10,15 @@
 
 #ifdef _OPENMP
 #define PLAST_SIMD _Pragma("omp simd")
+#define PLAST_PRAGMA(text) _Pragma(#text)
 #else
 #define PLAST_SIMD
+#define PLAST_PRAGMA(text)
 #endif
+
+/* The same for a loop with a reduction whose result cannot depend on the
+ * order (integer min, max, and, or): PLAST_SIMD_REDUCTION(min : v). */
+#define PLAST_SIMD_REDUCTION(clause) PLAST_PRAGMA(omp simd reduction(clause))
 
 /* PLAST_CLONES before a function compiles it for AVX-512, AVX2 and the
  * base instruction set and picks one at load time (GCC's target_clones,

@@ -10,10 +10,8 @@
 
 #include "plast/gemm.h"
 #include "plast/layer.h"
+#include "bias.h"
 #include "builtin.h"
-
-/* Columns of dY summed at a time for the bias gradient (a stack buffer). */
-#define DENSE_BIAS_CHUNK 64
 
 static const plast_setting dense_settings[] = {
     {"units", PLAST_S_INT, NULL, 1, 1e7, NULL, PLAST_S_REQUIRED, "number of outputs"},
@@ -62,34 +60,9 @@ static int dense_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y,
         return rc;
     plast_gemm_mt(gemm_threads(ctx), 0, 1, batch, units, in, 1.0f, x->data, in, l->param[0].w,
                   in, 0.0f, y->data, units);
-    if (l->nparams > 1) {
-        const plast_real *b = l->param[1].w;
-        for (int r = 0; r < batch; r++) {
-            plast_real *row = y->data + (size_t)r * (size_t)units;
-            for (int j = 0; j < units; j++)
-                row[j] += b[j];
-        }
-    }
+    if (l->nparams > 1)
+        bias_add_rows(y->data, batch, units, l->param[1].w);
     return PLAST_OK;
-}
-
-/* g[j] += sum over rows of dy[., j]: each column summed from zero in row
- * order, then added, like a gemm with beta 1. */
-static void add_column_sums(const plast_real *dy, int batch, int units, plast_real *g)
-{
-    plast_real acc[DENSE_BIAS_CHUNK];
-    for (int j0 = 0; j0 < units; j0 += DENSE_BIAS_CHUNK) {
-        int n = units - j0 < DENSE_BIAS_CHUNK ? units - j0 : DENSE_BIAS_CHUNK;
-        for (int j = 0; j < n; j++)
-            acc[j] = 0.0f;
-        for (int r = 0; r < batch; r++) {
-            const plast_real *row = dy + (size_t)r * (size_t)units + (size_t)j0;
-            for (int j = 0; j < n; j++)
-                acc[j] += row[j];
-        }
-        for (int j = 0; j < n; j++)
-            g[j0 + j] += acc[j];
-    }
 }
 
 static int dense_backward(plast_layer *l, const plast_tensor *x, const plast_tensor *y,
@@ -112,7 +85,7 @@ static int dense_backward(plast_layer *l, const plast_tensor *x, const plast_ten
         plast_gemm_mt(gemm_threads(ctx), 1, 0, units, in, batch, 1.0f, dy->data, units,
                       x->data, in, 1.0f, l->param[0].g, in);
         if (l->nparams > 1)
-            add_column_sums(dy->data, batch, units, l->param[1].g);
+            bias_add_column_sums(dy->data, batch, units, l->param[1].g);
     }
     if (dx) /* dX = dY W */
         plast_gemm_mt(gemm_threads(ctx), 0, 0, batch, in, units, 1.0f, dy->data, units,

@@ -32,15 +32,13 @@
 #include "plast/gemm.h"
 #include "plast/layer.h"
 #include "plast/rnn.h"
+#include "bias.h"
 #include "builtin.h"
 #include "simd.h"
 #include "vtanh.h"
 
 enum { RNN_W_IH, RNN_W_HH, RNN_BIAS };
 enum { RNN_OUT_LAST, RNN_OUT_SEQUENCE };
-
-/* Columns of the deltas summed at a time for the bias gradient. */
-#define RNN_BIAS_CHUNK 64
 
 static const char *const rnn_outputs[] = {"last", "sequence", NULL};
 
@@ -235,13 +233,7 @@ static void run_steps(const plast_layer *l, const plast_real *x, int batch, plas
     /* every step's input projection at once: x is [batch*steps, features] */
     plast_gemm_mt(threads, 0, 1, rows, U, F, 1.0f, x, F, l->param[RNN_W_IH].w, F, 0.0f, H, U);
     if (l->nparams > RNN_BIAS) {
-        const plast_real *b = l->param[RNN_BIAS].w;
-        for (int r = 0; r < rows; r++) {
-            plast_real *row = H + (size_t)r * (size_t)U;
-            PLAST_SIMD
-            for (int j = 0; j < U; j++)
-                row[j] += b[j];
-        }
+        bias_add_rows(H, rows, U, l->param[RNN_BIAS].w);
     }
     for (int t = 0; t < T; t++) {
         plast_real *h = H + (size_t)t * (size_t)U;
@@ -327,27 +319,6 @@ static void deltas(const plast_layer *l, const plast_real *H, const plast_real *
     }
 }
 
-/* g[j] += sum over rows of D[., j]: each column summed from zero in row
- * order, then added. */
-PLAST_CLONES static void add_column_sums(const plast_real *D, int rows, int units,
-                                         plast_real *g)
-{
-    plast_real acc[RNN_BIAS_CHUNK];
-    for (int j0 = 0; j0 < units; j0 += RNN_BIAS_CHUNK) {
-        int n = units - j0 < RNN_BIAS_CHUNK ? units - j0 : RNN_BIAS_CHUNK;
-        for (int j = 0; j < n; j++)
-            acc[j] = 0.0f;
-        for (int r = 0; r < rows; r++) {
-            const plast_real *row = D + (size_t)r * (size_t)units + (size_t)j0;
-            PLAST_SIMD /* one running sum per column: nothing reassociated */
-            for (int j = 0; j < n; j++)
-                acc[j] += row[j];
-        }
-        for (int j = 0; j < n; j++)
-            g[j0 + j] += acc[j];
-    }
-}
-
 /* grad W_hh += sum over (s, t > 1) of D[s,t]^T h_{t-1} in one GEMM: row r
  * of D pairs with row r - 1 of H; the pairs that straddle two samples
  * (t = 1 with the previous sample's h_T) get D's row zeroed, so they add
@@ -397,7 +368,7 @@ static int rnn_backward(plast_layer *l, const plast_tensor *x, const plast_tenso
         plast_gemm_mt(ctx->threads, 1, 0, U, F, rows, 1.0f, D, U, x->data, F, 1.0f,
                       l->param[RNN_W_IH].g, F);
         if (l->nparams > RNN_BIAS)
-            add_column_sums(D, rows, U, l->param[RNN_BIAS].g);
+            bias_add_column_sums(D, rows, U, l->param[RNN_BIAS].g);
     }
     if (dx) /* dX = D W_ih, every step at once */
         plast_gemm_mt(ctx->threads, 0, 0, rows, F, U, 1.0f, D, U, l->param[RNN_W_IH].w, F, 0.0f,
@@ -460,7 +431,7 @@ void plast_rnn_step_grad(plast_layer *l, int batch, const plast_real *delta,
     if (h_prev) /* h_0 = 0 adds nothing to W_hh */
         plast_gemm(1, 0, U, U, batch, 1.0f, delta, U, h_prev, U, 1.0f, l->param[RNN_W_HH].g, U);
     if (l->nparams > RNN_BIAS)
-        add_column_sums(delta, batch, U, l->param[RNN_BIAS].g);
+        bias_add_column_sums(delta, batch, U, l->param[RNN_BIAS].g);
 }
 
 /* The GEMMs per sample: 2 T U F for the inputs, 2 (T - 1) U U for the
