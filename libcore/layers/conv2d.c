@@ -148,23 +148,23 @@ static void conv2d_destroy(plast_layer *l)
     l->priv = NULL;
 }
 
-/* Columns ox in [*lo, *hi) read input column ox*s - p + kx inside [0, W). */
-static void valid_cols(const conv_geom *g, int kx, int *lo, int *hi)
-{
-    int first = g->p - kx, last = g->w - 1 + g->p - kx; /* bounds on ox*s */
-    int a = first <= 0 ? 0 : (first + g->s - 1) / g->s;
-    int b = last < 0 ? 0 : last / g->s + 1;
-    if (b > g->wout)
-        b = g->wout;
-    if (a > b)
-        a = b;
-    *lo = a;
-    *hi = b;
-}
-
 static size_t plane_size(const conv_geom *g)
 {
     return (size_t)g->h * (size_t)g->w;
+}
+
+/* The lowering works on one input plane at a time with its zero padding
+ * written out, (H + 2p) x (W + 2p): every window row is then inside it,
+ * and a row of the columns is hout runs of wout values with no bounds to
+ * test. */
+static int padded_width(const conv_geom *g)
+{
+    return g->w + 2 * g->p;
+}
+
+static size_t padded_size(const conv_geom *g)
+{
+    return (size_t)(g->h + 2 * g->p) * (size_t)padded_width(g);
 }
 
 /* dst[0, n) = src[0, n) in whole 8- or 4-float blocks (the last one
@@ -192,82 +192,91 @@ static void add_run(plast_real *restrict dst, const plast_real *restrict src, in
         dst[i] += src[i];
 }
 
-/* One row of one sample's columns, from its input plane xc:
- * dst[(oy,ox)] = xc[oy*s-p+ky, ox*s-p+kx], 0 outside. */
-static void im2col_row(const conv_geom *g, const plast_real *xc, int ky, int kx,
+/* xc [H, W] into the middle of pad [(H + 2p), (W + 2p)], zeros around. */
+static void pad_plane(const conv_geom *g, const plast_real *xc, plast_real *pad)
+{
+    size_t wp = (size_t)padded_width(g);
+    memset(pad, 0, padded_size(g) * sizeof *pad);
+    for (int iy = 0; iy < g->h; iy++)
+        memcpy(pad + (size_t)(iy + g->p) * wp + (size_t)g->p, xc + (size_t)iy * (size_t)g->w,
+               (size_t)g->w * sizeof *pad);
+}
+
+/* The inverse: the middle of pad back into dxc [H, W]. */
+static void crop_plane(const conv_geom *g, const plast_real *pad, plast_real *dxc)
+{
+    size_t wp = (size_t)padded_width(g);
+    for (int iy = 0; iy < g->h; iy++)
+        memcpy(dxc + (size_t)iy * (size_t)g->w, pad + (size_t)(iy + g->p) * wp + (size_t)g->p,
+               (size_t)g->w * sizeof *dxc);
+}
+
+/* One row of one sample's columns, from its padded plane:
+ * dst[(oy, ox)] = pad[oy*s + ky, ox*s + kx]. */
+static void im2col_row(const conv_geom *g, const plast_real *pad, int ky, int kx,
                        plast_real *dst)
 {
-    int lo, hi, shift = kx - g->p, wout = g->wout;
-    valid_cols(g, kx, &lo, &hi);
-    for (int oy = 0; oy < g->hout; oy++, dst += wout) {
-        int iy = oy * g->s - g->p + ky;
-        if (iy < 0 || iy >= g->h) {
-            memset(dst, 0, (size_t)wout * sizeof *dst);
-            continue;
-        }
-        const plast_real *src = xc + (size_t)iy * (size_t)g->w;
-        for (int ox = 0; ox < lo; ox++)
-            dst[ox] = 0.0f;
+    size_t wp = (size_t)padded_width(g);
+    for (int oy = 0; oy < g->hout; oy++, dst += g->wout) {
+        const plast_real *src = pad + (size_t)(oy * g->s + ky) * wp + (size_t)kx;
         if (g->s == 1)
-            copy_run(dst + lo, src + lo + shift, hi - lo);
+            copy_run(dst, src, g->wout);
         else
-            for (int ox = lo; ox < hi; ox++)
-                dst[ox] = src[ox * g->s + shift];
-        for (int ox = hi; ox < wout; ox++)
-            dst[ox] = 0.0f;
+            for (int ox = 0; ox < g->wout; ox++)
+                dst[ox] = src[(size_t)ox * (size_t)g->s];
     }
 }
 
-/* The adjoint of im2col_row: dxc[pixel] += every entry of src at it, in
+/* The adjoint of im2col_row: pad[pixel] += every entry of src at it, in
  * src's order. */
 static void col2im_row(const conv_geom *g, const plast_real *src, int ky, int kx,
-                       plast_real *dxc)
+                       plast_real *pad)
 {
-    int lo, hi, shift = kx - g->p;
-    valid_cols(g, kx, &lo, &hi);
+    size_t wp = (size_t)padded_width(g);
     for (int oy = 0; oy < g->hout; oy++, src += g->wout) {
-        int iy = oy * g->s - g->p + ky;
-        if (iy < 0 || iy >= g->h)
-            continue;
-        plast_real *dst = dxc + (size_t)iy * (size_t)g->w;
+        plast_real *dst = pad + (size_t)(oy * g->s + ky) * wp + (size_t)kx;
         if (g->s == 1)
-            add_run(dst + lo + shift, src + lo, hi - lo);
+            add_run(dst, src, g->wout);
         else
-            for (int ox = lo; ox < hi; ox++)
-                dst[ox * g->s + shift] += src[ox];
+            for (int ox = 0; ox < g->wout; ox++)
+                dst[(size_t)ox * (size_t)g->s] += src[ox];
     }
 }
 
 /* The columns of nc samples side by side: col [rows, nc*cols], sample i's
  * [rows, cols] block at column i*cols, rows in the weight's (ci, ky, kx)
- * order. */
-static void im2col_chunk(const conv_geom *g, const plast_real *x, int nc, plast_real *col)
+ * order; pad holds one padded plane. */
+static void im2col_chunk(const conv_geom *g, const plast_real *x, int nc, plast_real *col,
+                         plast_real *pad)
 {
     size_t ld = (size_t)nc * (size_t)g->cols, nx = (size_t)g->cin * plane_size(g);
-    for (int ci = 0; ci < g->cin; ci++)
-        for (int ky = 0; ky < g->k; ky++)
-            for (int kx = 0; kx < g->k; kx++) {
-                plast_real *row = col + (size_t)((ci * g->k + ky) * g->k + kx) * ld;
-                const plast_real *xc = x + (size_t)ci * plane_size(g);
-                for (int i = 0; i < nc; i++)
-                    im2col_row(g, xc + (size_t)i * nx, ky, kx, row + (size_t)i * g->cols);
-            }
+    for (int i = 0; i < nc; i++)
+        for (int ci = 0; ci < g->cin; ci++) {
+            pad_plane(g, x + (size_t)i * nx + (size_t)ci * plane_size(g), pad);
+            for (int ky = 0; ky < g->k; ky++)
+                for (int kx = 0; kx < g->k; kx++) {
+                    size_t r = (size_t)((ci * g->k + ky) * g->k + kx);
+                    im2col_row(g, pad, ky, kx, col + r * ld + (size_t)i * (size_t)g->cols);
+                }
+        }
 }
 
-/* The adjoint: dx of the nc samples (zeroed here) += every col entry at
- * its pixel; each sample's sums run in the order of its own columns. */
-static void col2im_chunk(const conv_geom *g, const plast_real *col, int nc, plast_real *dx)
+/* The adjoint: dx of the nc samples = every col entry summed at its
+ * pixel, each pixel's sum in the order of its sample's columns. */
+static void col2im_chunk(const conv_geom *g, const plast_real *col, int nc, plast_real *dx,
+                         plast_real *pad)
 {
     size_t ld = (size_t)nc * (size_t)g->cols, nx = (size_t)g->cin * plane_size(g);
-    memset(dx, 0, (size_t)nc * nx * sizeof *dx);
-    for (int ci = 0; ci < g->cin; ci++)
-        for (int ky = 0; ky < g->k; ky++)
-            for (int kx = 0; kx < g->k; kx++) {
-                const plast_real *row = col + (size_t)((ci * g->k + ky) * g->k + kx) * ld;
-                plast_real *dxc = dx + (size_t)ci * plane_size(g);
-                for (int i = 0; i < nc; i++)
-                    col2im_row(g, row + (size_t)i * g->cols, ky, kx, dxc + (size_t)i * nx);
-            }
+    for (int i = 0; i < nc; i++)
+        for (int ci = 0; ci < g->cin; ci++) {
+            memset(pad, 0, padded_size(g) * sizeof *pad);
+            for (int ky = 0; ky < g->k; ky++)
+                for (int kx = 0; kx < g->k; kx++) {
+                    size_t r = (size_t)((ci * g->k + ky) * g->k + kx);
+                    col2im_row(g, col + r * ld + (size_t)i * (size_t)g->cols, ky, kx, pad);
+                }
+            crop_plane(g, pad, dx + (size_t)i * nx + (size_t)ci * plane_size(g));
+        }
 }
 
 /* Samples lowered at once: at least one, at most the batch, with the
@@ -284,13 +293,15 @@ static int chunk_samples(const conv_geom *g, int batch)
     return n < 1 ? 1 : (int)n;
 }
 
-/* A rows x cols buffer from scratch, or NULL with e filled. */
+/* A rows x cols buffer from scratch, plus `extra` values after it, or
+ * NULL with e filled. */
 static plast_real *scratch_alloc(const plast_layer *l, const plast_ctx *ctx, int rows, int cols,
-                                 const char *what, plast_err *e)
+                                 size_t extra, const char *what, plast_err *e)
 {
-    size_t bytes;
+    size_t bytes, n;
     plast_real *p = NULL;
-    if (!__builtin_mul_overflow((size_t)rows * (size_t)cols, sizeof *p, &bytes))
+    if (!__builtin_add_overflow((size_t)rows * (size_t)cols, extra, &n) &&
+        !__builtin_mul_overflow(n, sizeof *p, &bytes))
         p = plast_mem_alloc(ctx->mem, PLAST_MEM_SCRATCH, bytes);
     if (!p)
         plast_err_set(e, PLAST_E_NOMEM, "conv2d %s: out of memory for a %dx%d %s buffer",
@@ -335,13 +346,13 @@ static const plast_real *bias_of(const plast_layer *l)
 }
 
 /* Y = W col + b for nc samples in one product; buf holds the columns,
- * then the product [cout, nc*cols]. */
+ * then the product [cout, nc*cols]; pad one padded plane. */
 static void forward_chunk(const plast_layer *l, const conv_geom *g, const plast_real *x, int nc,
-                          plast_real *buf, plast_real *y, int threads)
+                          plast_real *buf, plast_real *pad, plast_real *y, int threads)
 {
     int ld = nc * g->cols;
     plast_real *yc = buf + (size_t)g->rows * (size_t)ld;
-    im2col_chunk(g, x, nc, buf);
+    im2col_chunk(g, x, nc, buf, pad);
     plast_gemm_mt(threads, 0, 0, g->cout, ld, g->rows, 1.0f, l->param[0].w, g->rows, buf, ld,
                   0.0f, yc, ld);
     scatter_output(g, yc, nc, bias_of(l), y);
@@ -381,12 +392,14 @@ static int conv2d_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y
         return PLAST_OK;
     }
     int nb = chunk_samples(&g, batch);
-    plast_real *buf = scratch_alloc(l, ctx, g.rows + g.cout, nb * g.cols, "column", e);
+    plast_real *buf =
+        scratch_alloc(l, ctx, g.rows + g.cout, nb * g.cols, padded_size(&g), "column", e);
     if (!buf)
         return PLAST_E_NOMEM;
+    plast_real *pad = buf + (size_t)(g.rows + g.cout) * (size_t)(nb * g.cols);
     for (int n0 = 0; n0 < batch; n0 += nb) {
         int nc = batch - n0 < nb ? batch - n0 : nb;
-        forward_chunk(l, &g, x->data + (size_t)n0 * nx, nc, buf, y->data + (size_t)n0 * ny,
+        forward_chunk(l, &g, x->data + (size_t)n0 * nx, nc, buf, pad, y->data + (size_t)n0 * ny,
                       ctx->threads);
     }
     plast_mem_free(ctx->mem, buf);
@@ -422,14 +435,14 @@ static void add_bias_grad(const conv_geom *g, const plast_real *dy, int batch, p
  * dY col^T, stored by the first chunk and added by the others; dx (NULL:
  * not wanted) gets col2im(W^T dY). */
 static void backward_chunk(const plast_layer *l, const conv_geom *g, const plast_real *x,
-                           const plast_real *dy, int nc, plast_real *buf, plast_real *dw,
-                           int first, plast_real *dx, int threads)
+                           const plast_real *dy, int nc, plast_real *buf, plast_real *pad,
+                           plast_real *dw, int first, plast_real *dx, int threads)
 {
     int ld = nc * g->cols;
     plast_real *dyc = buf + (size_t)g->rows * (size_t)ld;
     gather_grad(g, dy, nc, dyc);
     if (dw) {
-        im2col_chunk(g, x, nc, buf);
+        im2col_chunk(g, x, nc, buf, pad);
         plast_gemm_mt(threads, 0, 1, g->cout, g->rows, ld, 1.0f, dyc, ld, buf, ld,
                       first ? 0.0f : 1.0f, dw, g->rows);
     }
@@ -437,7 +450,7 @@ static void backward_chunk(const plast_layer *l, const conv_geom *g, const plast
         return;
     plast_gemm_mt(threads, 1, 0, g->rows, ld, g->cout, 1.0f, l->param[0].w, g->rows, dyc, ld,
                   0.0f, buf, ld);
-    col2im_chunk(g, buf, nc, dx);
+    col2im_chunk(g, buf, nc, dx, pad);
 }
 
 /* Pointwise, one sample at a time: dw (+)= dY_s x_s^T, dx_s = W^T dY_s. */
@@ -485,19 +498,21 @@ static int conv2d_backward(plast_layer *l, const plast_tensor *x, const plast_te
     int nb = chunk_samples(&g, batch);
     plast_real *buf = NULL, *dw = NULL;
     if (!is_pointwise(&g) &&
-        !(buf = scratch_alloc(l, ctx, g.rows + g.cout, nb * g.cols, "column", e)))
+        !(buf = scratch_alloc(l, ctx, g.rows + g.cout, nb * g.cols, padded_size(&g), "column",
+                              e)))
         return PLAST_E_NOMEM;
-    if (!l->frozen && !(dw = scratch_alloc(l, ctx, g.cout, g.rows, "weight gradient", e))) {
+    if (!l->frozen && !(dw = scratch_alloc(l, ctx, g.cout, g.rows, 0, "weight gradient", e))) {
         rc = PLAST_E_NOMEM;
         goto undo_buf;
     }
     if (!buf)
         backward_pointwise(l, &g, x->data, dy->data, batch, dw, dx ? dx->data : NULL,
                            ctx->threads);
+    plast_real *pad = buf ? buf + (size_t)(g.rows + g.cout) * (size_t)(nb * g.cols) : NULL;
     for (int n0 = 0; buf && n0 < batch; n0 += nb) {
         int nc = batch - n0 < nb ? batch - n0 : nb;
         backward_chunk(l, &g, x->data + (size_t)n0 * nx, dy->data + (size_t)n0 * ny, nc, buf,
-                       dw, n0 == 0, dx ? dx->data + (size_t)n0 * nx : NULL, ctx->threads);
+                       pad, dw, n0 == 0, dx ? dx->data + (size_t)n0 * nx : NULL, ctx->threads);
     }
     if (dw) {
         add_into(l->param[0].g, dw, l->param[0].count);
