@@ -426,7 +426,8 @@ Test(conv, scratch_is_returned)
     size_t col = ((size_t)(3 * 3 * 3 + 4) * 3 * (size_t)(c.l->out.dim[1] * c.l->out.dim[2]) +
                   (7 + 2) * (5 + 2)) *
                  sizeof(plast_real);
-    size_t dw = c.l->param[0].count * sizeof(plast_real);
+    /* the weight gradient and 16 partial sums per channel for the bias */
+    size_t dw = (c.l->param[0].count + 4 * 16) * sizeof(plast_real);
     cr_assert(eq(sz, plast_mem_live(c.t.mem, PLAST_MEM_SCRATCH), 0));
     cr_assert(eq(sz, plast_mem_peak(c.t.mem, PLAST_MEM_SCRATCH), col));
     plast_mem_reset_peaks(c.t.mem);
@@ -453,9 +454,9 @@ Test(conv, pointwise_needs_no_scratch)
     plast_real *r = calloc(ny, sizeof *r);
     cr_assert(r != NULL);
     cr_assert(eq(sz, plast_mem_peak(t.mem, PLAST_MEM_SCRATCH), 0));
-    lt_net_backward(&t, r, NULL); /* only the weight gradient buffer */
+    lt_net_backward(&t, r, NULL); /* only the weight and bias gradient buffer */
     cr_assert(eq(sz, plast_mem_peak(t.mem, PLAST_MEM_SCRATCH),
-                 t.l[0].param[0].count * sizeof(plast_real)));
+                 (t.l[0].param[0].count + 2 * 16) * sizeof(plast_real)));
     cr_assert(eq(sz, plast_mem_live(t.mem, PLAST_MEM_SCRATCH), 0));
     free(r);
     lt_net_fini(&t);

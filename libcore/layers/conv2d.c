@@ -198,8 +198,8 @@ static void pad_plane(const conv_geom *g, const plast_real *xc, plast_real *pad)
     size_t wp = (size_t)padded_width(g);
     memset(pad, 0, padded_size(g) * sizeof *pad);
     for (int iy = 0; iy < g->h; iy++)
-        memcpy(pad + (size_t)(iy + g->p) * wp + (size_t)g->p, xc + (size_t)iy * (size_t)g->w,
-               (size_t)g->w * sizeof *pad);
+        copy_run(pad + (size_t)(iy + g->p) * wp + (size_t)g->p, xc + (size_t)iy * (size_t)g->w,
+                 g->w);
 }
 
 /* The inverse: the middle of pad back into dxc [H, W]. */
@@ -207,8 +207,8 @@ static void crop_plane(const conv_geom *g, const plast_real *pad, plast_real *dx
 {
     size_t wp = (size_t)padded_width(g);
     for (int iy = 0; iy < g->h; iy++)
-        memcpy(dxc + (size_t)iy * (size_t)g->w, pad + (size_t)(iy + g->p) * wp + (size_t)g->p,
-               (size_t)g->w * sizeof *dxc);
+        copy_run(dxc + (size_t)iy * (size_t)g->w, pad + (size_t)(iy + g->p) * wp + (size_t)g->p,
+                 g->w);
 }
 
 /* One row of one sample's columns, from its padded plane:
@@ -406,16 +406,17 @@ static int conv2d_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y
     return PLAST_OK;
 }
 
-/* db[c] += dY summed over batch and space: per channel CONV_LANES partial
- * sums (pixel j of each sample into lane j % CONV_LANES, samples in
- * order), then the lanes in order, then added. */
-static void add_bias_grad(const conv_geom *g, const plast_real *dy, int batch, plast_real *db)
+/* The bias gradient, db[c] += dY summed over batch and space, in two
+ * parts: per channel CONV_LANES partial sums (pixel j of each sample into
+ * lane j % CONV_LANES, samples in order), taken chunk by chunk while the
+ * chunk's dY is in cache; then the lanes in order, added to db. */
+static void add_bias_lanes(const conv_geom *g, const plast_real *dy, int nc, plast_real *lanes)
 {
     size_t ny = (size_t)g->cout * (size_t)g->cols;
     int body = g->cols / CONV_LANES * CONV_LANES;
     for (int c = 0; c < g->cout; c++) {
-        plast_real acc[CONV_LANES] = {0};
-        for (int n = 0; n < batch; n++) {
+        plast_real *acc = lanes + (size_t)c * CONV_LANES;
+        for (int n = 0; n < nc; n++) {
             const plast_real *row = dy + (size_t)n * ny + (size_t)c * (size_t)g->cols;
             for (int j = 0; j < body; j += CONV_LANES)
                 for (int k = 0; k < CONV_LANES; k++)
@@ -423,9 +424,15 @@ static void add_bias_grad(const conv_geom *g, const plast_real *dy, int batch, p
             for (int j = body; j < g->cols; j++)
                 acc[j - body] += row[j];
         }
+    }
+}
+
+static void add_bias_grad(const conv_geom *g, const plast_real *lanes, plast_real *db)
+{
+    for (int c = 0; c < g->cout; c++) {
         plast_real sum = 0.0f;
         for (int k = 0; k < CONV_LANES; k++)
-            sum += acc[k];
+            sum += lanes[(size_t)c * CONV_LANES + (size_t)k];
         db[c] += sum;
     }
 }
@@ -436,11 +443,14 @@ static void add_bias_grad(const conv_geom *g, const plast_real *dy, int batch, p
  * not wanted) gets col2im(W^T dY). */
 static void backward_chunk(const plast_layer *l, const conv_geom *g, const plast_real *x,
                            const plast_real *dy, int nc, plast_real *buf, plast_real *pad,
-                           plast_real *dw, int first, plast_real *dx, int threads)
+                           plast_real *dw, plast_real *lanes, int first, plast_real *dx,
+                           int threads)
 {
     int ld = nc * g->cols;
     plast_real *dyc = buf + (size_t)g->rows * (size_t)ld;
     gather_grad(g, dy, nc, dyc);
+    if (lanes)
+        add_bias_lanes(g, dy, nc, lanes);
     if (dw) {
         im2col_chunk(g, x, nc, buf, pad);
         plast_gemm_mt(threads, 0, 1, g->cout, g->rows, ld, 1.0f, dyc, ld, buf, ld,
@@ -501,24 +511,33 @@ static int conv2d_backward(plast_layer *l, const plast_tensor *x, const plast_te
         !(buf = scratch_alloc(l, ctx, g.rows + g.cout, nb * g.cols, padded_size(&g), "column",
                               e)))
         return PLAST_E_NOMEM;
-    if (!l->frozen && !(dw = scratch_alloc(l, ctx, g.cout, g.rows, 0, "weight gradient", e))) {
+    /* the weight gradient, then the bias's lanes */
+    size_t nlanes = l->nparams > 1 ? (size_t)g.cout * CONV_LANES : 0;
+    if (!l->frozen &&
+        !(dw = scratch_alloc(l, ctx, g.cout, g.rows, nlanes, "weight gradient", e))) {
         rc = PLAST_E_NOMEM;
         goto undo_buf;
     }
-    if (!buf)
+    plast_real *lanes = dw && nlanes ? dw + (size_t)g.cout * (size_t)g.rows : NULL;
+    if (lanes)
+        memset(lanes, 0, nlanes * sizeof *lanes);
+    if (!buf) {
         backward_pointwise(l, &g, x->data, dy->data, batch, dw, dx ? dx->data : NULL,
                            ctx->threads);
+        if (lanes)
+            add_bias_lanes(&g, dy->data, batch, lanes);
+    }
     plast_real *pad = buf ? buf + (size_t)(g.rows + g.cout) * (size_t)(nb * g.cols) : NULL;
     for (int n0 = 0; buf && n0 < batch; n0 += nb) {
         int nc = batch - n0 < nb ? batch - n0 : nb;
         backward_chunk(l, &g, x->data + (size_t)n0 * nx, dy->data + (size_t)n0 * ny, nc, buf,
-                       pad, dw, n0 == 0, dx ? dx->data + (size_t)n0 * nx : NULL, ctx->threads);
+                       pad, dw, lanes, n0 == 0, dx ? dx->data + (size_t)n0 * nx : NULL,
+                       ctx->threads);
     }
-    if (dw) {
+    if (dw)
         add_into(l->param[0].g, dw, l->param[0].count);
-        if (l->nparams > 1)
-            add_bias_grad(&g, dy->data, batch, l->param[1].g);
-    }
+    if (lanes)
+        add_bias_grad(&g, lanes, l->param[1].g);
     plast_mem_free(ctx->mem, dw);
 undo_buf:
     plast_mem_free(ctx->mem, buf);
