@@ -14,12 +14,12 @@
 # projection's scale and distribution).  s/epoch is the 1-thread median
 # over the EPOCHS epochs of the final run; run nothing else meanwhile.
 # usage: bench/tpsgd.sh [OUTDIR] [--model mlp|cnn|rnn] [--epochs N]
-#                       [--val-epochs N] [--lrs 1e-4,3e-4,1e-3] [--rows LIST]
+#                       [--val-epochs N] [--lrs 1e-4,3e-4,1e-3,3e-3] [--rows LIST]
 # PLAST as bench/run.sh (default: the build's examples/plast).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(dirname "$HERE")
-OUT="" MODEL=mlp E=5 VE=2 LRS=0.0001,0.0003,0.001 ROWS=""
+OUT="" MODEL=mlp E=5 VE=2 LRS=0.0001,0.0003,0.001,0.003 ROWS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) MODEL=$2; shift ;;
