@@ -6,6 +6,7 @@
 #include "plast/local.h"
 #include "plast/plugin.h"
 #include "builtin.h"
+#include "simd.h"
 
 const char *const plast_local_loss_names[] = {"linear", "mse", "l1", "bce", NULL};
 
@@ -65,17 +66,27 @@ static int signal_buffer(plast_block_run *run, int inject, plast_tensor *d, cons
     return plast_tensor_alloc_dims(d, ctx->mem, PLAST_MEM_ACTIVATIONS, a->ndim, a->dim, e);
 }
 
+/* One loop per loss, so that each vectorises (g may be t: the same index
+ * is read before it is written). */
 void plast_local_gradient(plast_local_loss loss, const plast_real *a, const plast_real *t,
                           size_t n, float scale, plast_real *g)
 {
-    for (size_t j = 0; j < n; j++) {
-        float d;
-        switch (loss) {
-        case PLAST_LOCAL_LINEAR: d = t[j]; break;
-        case PLAST_LOCAL_L1: d = (float)((a[j] > t[j]) - (a[j] < t[j])); break;
-        default: d = a[j] - t[j]; break; /* mse; bce (fused: already D) */
-        }
-        g[j] = d * scale;
+    switch (loss) {
+    case PLAST_LOCAL_LINEAR:
+        PLAST_SIMD
+        for (size_t j = 0; j < n; j++)
+            g[j] = t[j] * scale;
+        break;
+    case PLAST_LOCAL_L1:
+        PLAST_SIMD
+        for (size_t j = 0; j < n; j++)
+            g[j] = (float)((a[j] > t[j]) - (a[j] < t[j])) * scale;
+        break;
+    default: /* mse; bce (fused: already D) */
+        PLAST_SIMD
+        for (size_t j = 0; j < n; j++)
+            g[j] = (a[j] - t[j]) * scale;
+        break;
     }
 }
 
