@@ -7,7 +7,6 @@
 
 #include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "plast/optim.h"
 #include "simd.h"
@@ -165,19 +164,21 @@ void plast_optim_begin(plast_optim *o, double lr)
 }
 
 /* In the update functions g[0] is the gradient of element b. */
-PLAST_CLONES static void update_sgd(const plast_optim *o, plast_real *w, const plast_real *g,
+PLAST_CLONES static void update_sgd(const plast_optim *o, plast_real *w, plast_real *g,
                                     size_t b, size_t e)
 {
     const float lr = (float)o->cur_lr, wd = (float)o->weight_decay;
     PLAST_SIMD
-    for (size_t i = b; i < e; i++)
+    for (size_t i = b; i < e; i++) {
         w[i] -= lr * (g[i - b] + wd * w[i]);
+        g[i - b] = 0.0f; /* read once: zeroed here, not in a second pass */
+    }
 }
 
 /* The loops below take their variant as a constant (always inlined into
  * callers that pass a literal), so they hold no branch and vectorise. */
 __attribute__((always_inline)) static inline void
-momentum_loop(const plast_optim *o, plast_real *w, const plast_real *g, size_t b, size_t e,
+momentum_loop(const plast_optim *o, plast_real *w, plast_real *g, size_t b, size_t e,
               int nesterov)
 {
     const float lr = (float)o->cur_lr, wd = (float)o->weight_decay, mu = (float)o->momentum;
@@ -185,13 +186,14 @@ momentum_loop(const plast_optim *o, plast_real *w, const plast_real *g, size_t b
     PLAST_SIMD
     for (size_t i = b; i < e; i++) {
         float gi = g[i - b] + wd * w[i];
+        g[i - b] = 0.0f;
         v[i] = mu * v[i] + gi;
         w[i] -= lr * (nesterov ? gi + mu * v[i] : v[i]);
     }
 }
 
 PLAST_CLONES static void update_momentum(const plast_optim *o, plast_real *w,
-                                         const plast_real *g, size_t b, size_t e,
+                                         plast_real *g, size_t b, size_t e,
                                          int nesterov)
 {
     if (nesterov)
@@ -202,7 +204,7 @@ PLAST_CLONES static void update_momentum(const plast_optim *o, plast_real *w,
 
 /* Vectorised with -fno-math-errno (sqrtf is correctly rounded either way). */
 __attribute__((always_inline)) static inline void
-adam_loop(const plast_optim *o, plast_real *w, const plast_real *g, size_t b, size_t e,
+adam_loop(const plast_optim *o, plast_real *w, plast_real *g, size_t b, size_t e,
           int decoupled)
 {
     const double t = (double)o->steps;
@@ -216,6 +218,7 @@ adam_loop(const plast_optim *o, plast_real *w, const plast_real *g, size_t b, si
     PLAST_SIMD
     for (size_t i = b; i < e; i++) {
         float gi = g[i - b];
+        g[i - b] = 0.0f;
         if (decoupled)
             w[i] *= decay;
         else
@@ -226,7 +229,7 @@ adam_loop(const plast_optim *o, plast_real *w, const plast_real *g, size_t b, si
     }
 }
 
-PLAST_CLONES static void update_adam(const plast_optim *o, plast_real *w, const plast_real *g,
+PLAST_CLONES static void update_adam(const plast_optim *o, plast_real *w, plast_real *g,
                                      size_t b, size_t e)
 {
     if (o->type == OPT_ADAMW)
@@ -253,5 +256,4 @@ void plast_optim_update_range(plast_optim *o, plast_real *w, plast_real *g, size
         update_adam(o, w, g, begin, end);
         break;
     }
-    memset(g, 0, (end - begin) * sizeof *g);
 }
