@@ -64,13 +64,18 @@ rows() {
   echo "tpsgd_linear|tpsgd, linear (= drtp's signal)|--rule tpsgd --set rule.tpsgd.local_loss=linear"
   [ "$MODEL" != rnn ] &&
     echo "tpsgd_bce_sigmoid|tpsgd, bce (sigmoid units)|--rule tpsgd --set rule.tpsgd.local_loss=bce ${SIGMOID[*]}"
+  # wider targets (tanh: 0 +- 1 at proj_scale 2), on every model
+  for l in mse l1; do
+    echo "tpsgd_${l}_scale2|tpsgd, $l, proj_scale 2|--rule tpsgd --set rule.tpsgd.local_loss=$l --set rule.tpsgd.proj_scale=2"
+  done
   if [ "$MODEL" = rnn ]; then
     echo "tpsgd_mse_last|tpsgd, mse, targets on the last step only|--rule tpsgd --set rule.tpsgd.local_loss=mse --set rule.tpsgd.rnn_target_steps=last"
+    echo "tpsgd_mse_last_scale2|tpsgd, mse, last step only, proj_scale 2|--rule tpsgd --set rule.tpsgd.local_loss=mse --set rule.tpsgd.rnn_target_steps=last --set rule.tpsgd.proj_scale=2"
     echo "tpsgd_mse_he|tpsgd, mse, he_uniform targets|--rule tpsgd --set rule.tpsgd.local_loss=mse --set rule.tpsgd.proj_dist=he_uniform"
-    for s in 0.25 0.5 2; do
+    for s in 0.25 0.5 4; do
       echo "tpsgd_mse_scale$s|tpsgd, mse, proj_scale $s|--rule tpsgd --set rule.tpsgd.local_loss=mse --set rule.tpsgd.proj_scale=$s"
     done
-    echo "tpsgd_l1_scale2|tpsgd, l1, proj_scale 2|--rule tpsgd --set rule.tpsgd.local_loss=l1 --set rule.tpsgd.proj_scale=2"
+    echo "tpsgd_l1_scale4|tpsgd, l1, proj_scale 4|--rule tpsgd --set rule.tpsgd.local_loss=l1 --set rule.tpsgd.proj_scale=4"
   else
     echo "drtp|drtp|--rule drtp"
   fi
