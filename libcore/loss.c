@@ -48,16 +48,38 @@ static int loss_prepare(const char *name, const plast_tensor *pred, const int32_
 
 /* ---- softmax cross-entropy ---- */
 
-static double log_sum_exp(const plast_real *x, int n)
+/* Rows up to this many classes keep their exponentials (on the stack),
+ * so each logit costs one exp; wider rows compute them twice. */
+#define SOFTMAX_KEEP 256
+
+static double row_max(const plast_real *x, int n)
 {
     double m = x[0];
     for (int j = 1; j < n; j++)
         if (x[j] > m)
             m = x[j];
-    double s = 0.0;
-    for (int j = 0; j < n; j++)
-        s += exp((double)x[j] - m);
-    return m + log(s);
+    return m;
+}
+
+/* Loss of one row, and its gradient (p - onehot) / batch into g unless
+ * g is NULL: max-shifted, in double. */
+static double softmax_ce_row(const plast_real *x, int classes, int32_t label, int batch,
+                             plast_real *g)
+{
+    double m = row_max(x, classes), s = 0.0, kept[SOFTMAX_KEEP];
+    int keep = classes <= SOFTMAX_KEEP;
+    for (int j = 0; j < classes; j++) {
+        double ej = exp((double)x[j] - m);
+        if (keep)
+            kept[j] = ej;
+        s += ej;
+    }
+    double lse = m + log(s);
+    for (int j = 0; g && j < classes; j++) {
+        double p = keep ? kept[j] / s : exp((double)x[j] - lse);
+        g[j] = (plast_real)((p - (j == label)) / batch);
+    }
+    return lse - x[label];
 }
 
 static int softmax_ce_eval(const plast_tensor *pred, const int32_t *labels, double *loss,
@@ -69,16 +91,9 @@ static int softmax_ce_eval(const plast_tensor *pred, const int32_t *labels, doub
         return rc;
     double total = 0.0;
     for (int r = 0; r < batch; r++) {
-        const plast_real *x = pred->data + (size_t)r * (size_t)classes;
-        double lse = log_sum_exp(x, classes);
-        total += lse - x[labels[r]];
-        if (!grad)
-            continue;
-        plast_real *g = grad->data + (size_t)r * (size_t)classes;
-        for (int j = 0; j < classes; j++) {
-            double p = exp((double)x[j] - lse);
-            g[j] = (plast_real)((p - (j == labels[r])) / batch);
-        }
+        size_t off = (size_t)r * (size_t)classes;
+        total += softmax_ce_row(pred->data + off, classes, labels[r], batch,
+                                grad ? grad->data + off : NULL);
     }
     *loss = total / batch;
     return PLAST_OK;
