@@ -21,15 +21,9 @@ done
 OUT=${OUT:-$HERE/results/layers-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT/plast" "$OUT/torch"
 OUT=$(cd "$OUT" && pwd)
-PLAST=${PLAST:-$TOP/examples/plast}
-[ -x "$PLAST" ] || { echo "no plast binary: build first or set PLAST" >&2; exit 1; }
-if [ -z "${PLAST_PLUGIN_PATH:-}" ]; then
-  export PLAST_PLUGIN_PATH=$(dirname "$(dirname "$PLAST")")/plugins/.libs
-  export PLAST_PLUGIN_SYSTEM_PATH=
-fi
-BASELINES=${BASELINES:-$(dirname "$TOP")/shared/baselines}
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
 E=$EPOCHS; MB=(); [ -n "$QUICK" ] && { E=1; MB=(--set run.max_batches=20); }
-TUN="glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296"
 ts() { date -u +%H:%M:%S; }
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"; grep -m1 "model name" /proc/cpuinfo

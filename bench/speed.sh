@@ -24,14 +24,8 @@ done
 OUT=${OUT:-$HERE/results/speed-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-PLAST=${PLAST:-$TOP/examples/plast}
-[ -x "$PLAST" ] || { echo "no plast binary: build first or set PLAST" >&2; exit 1; }
-if [ -z "${PLAST_PLUGIN_PATH:-}" ]; then
-  export PLAST_PLUGIN_PATH=$(dirname "$(dirname "$PLAST")")/plugins/.libs
-  export PLAST_PLUGIN_SYSTEM_PATH=
-fi
-BASELINES=${BASELINES:-$(dirname "$TOP")/shared/baselines}
-TUN="glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296"
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  epochs: $E"
   grep -m1 "model name" /proc/cpuinfo
