@@ -500,6 +500,59 @@ static void scale_c(const gemm_job *g)
     }
 }
 
+/* ---- one B operand for many products ---- */
+
+int gemm_pack_b_once(gemm_packed_b *pk, int trans_b, int N, int K, const plast_real *B,
+                     int ldb)
+{
+    const gemm_path *p = default_path();
+    memset(pk, 0, sizeof *pk);
+    if (N < 1 || K < 1)
+        return -1;
+    int npan = div_up(N, p->nr);
+    size_t b_cap = GEMM_B_BYTES / sizeof(plast_real) / (size_t)K / (size_t)p->nr;
+    if (b_cap < (size_t)npan) /* gemm_blocked would cut N into chunks */
+        return -1;
+    plast_real *buf =
+        aligned_alloc(GEMM_ALIGN, round_lines((size_t)K * (size_t)npan * (size_t)p->nr) *
+                                      sizeof *buf);
+    if (!buf)
+        return -1;
+    gemm_job g = {0, trans_b, 0, N, K, 1.0f, 0.0f, NULL, B, 0, ldb, NULL, 0};
+    gemm_plan pl = {&g, p, div_up(K, p->kc), 0, 0, 1, 1, 1, 0};
+    gemm_chunk ch = chunk_at(&pl, 0, npan * p->nr, buf);
+    for (int idx = 0; idx < pl.nkb * ch.npan; idx++)
+        pack_b_panel(&pl, &ch, idx);
+    *pk = (gemm_packed_b){p, N, K, buf};
+    return 0;
+}
+
+void gemm_packed_b_free(gemm_packed_b *pk)
+{
+    free(pk->data);
+    pk->data = NULL;
+}
+
+void gemm_with_packed_b(const gemm_packed_b *pk, int trans_a, int M, float alpha,
+                        const plast_real *A, int lda, float beta, plast_real *C, int ldc)
+{
+    const gemm_path *p = pk->path;
+    gemm_job g = {trans_a, 0, M, pk->N, pk->K, alpha, beta, A, NULL, lda, 0, C, ldc};
+    if (M < 1)
+        return;
+    if (alpha == 0.0f) {
+        scale_c(&g);
+        return;
+    }
+    gemm_plan pl = {&g, p, div_up(pk->K, p->kc), p->mr, div_up(M, p->mr), 1, 1, 1, 0};
+    /* one MR panel at a time: A is small here, and so is the buffer */
+    enum { MAXA = 8 * 256 }; /* largest MR x KC of any path */
+    _Alignas(GEMM_ALIGN) plast_real pa[MAXA];
+    PLAST_ASSERT(p->mr * p->kc <= MAXA);
+    gemm_chunk ch = chunk_at(&pl, 0, div_up(pk->N, p->nr) * p->nr, pk->data);
+    run_task(&pl, &ch, 0, pa);
+}
+
 static void gemm_run(const gemm_path *p, int threads, const gemm_job *g)
 {
     PLAST_ASSERT(g->M >= 0 && g->N >= 0 && g->K >= 0);

@@ -34,6 +34,7 @@
 #include "plast/rnn.h"
 #include "bias.h"
 #include "builtin.h"
+#include "gemm_kernels.h"
 #include "simd.h"
 #include "vtanh.h"
 
@@ -235,9 +236,14 @@ static void run_steps(const plast_layer *l, const plast_real *x, int batch, plas
     if (l->nparams > RNN_BIAS) {
         bias_add_rows(H, rows, U, l->param[RNN_BIAS].w);
     }
+    gemm_packed_b whh; /* W_hh^T packed once for the T - 1 products */
+    int packed = threads <= 1 && T > 1 &&
+                 gemm_pack_b_once(&whh, 1, U, U, l->param[RNN_W_HH].w, U) == 0;
     for (int t = 0; t < T; t++) {
         plast_real *h = H + (size_t)t * (size_t)U;
-        if (t > 0) /* h_0 = 0 adds nothing at the first step */
+        if (t > 0 && packed) /* h_0 = 0 adds nothing at the first step */
+            gemm_with_packed_b(&whh, 0, batch, 1.0f, h - U, ld, 1.0f, h, ld);
+        else if (t > 0)
             plast_gemm_mt(threads, 0, 1, batch, U, U, 1.0f, h - U, ld, l->param[RNN_W_HH].w, U,
                           1.0f, h, ld);
         for (int s = 0; s < batch; s++) {
@@ -245,6 +251,8 @@ static void run_steps(const plast_layer *l, const plast_real *x, int batch, plas
             rnn_tanh(row, (size_t)U);
         }
     }
+    if (packed)
+        gemm_packed_b_free(&whh);
 }
 
 /* y[s] = h_T of sample s. */
@@ -291,12 +299,23 @@ static int rnn_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y,
 
 /* D[s, t] = dJ/dh_t (.) (1 - h_t^2), from the last step back, where
  * dJ/dh_t = dy's step t (sequence; only t = T for last) + D[s, t+1] W_hh. */
+/* d[j] *= tanh'(z) = 1 - h[j]^2, for the states h = tanh(z). */
+PLAST_CLONES static void times_tanh_grad(plast_real *d, const plast_real *h, size_t n)
+{
+    PLAST_SIMD
+    for (size_t j = 0; j < n; j++)
+        d[j] *= 1.0f - h[j] * h[j];
+}
+
 static void deltas(const plast_layer *l, const plast_real *H, const plast_real *dy, int batch,
                    plast_real *D, int threads)
 {
     const rnn_state *st = l->priv;
     int U = st->units, T = st->steps, ld = T * U;
     size_t u = (size_t)U;
+    gemm_packed_b whh; /* W_hh packed once for the T - 1 products */
+    int packed = threads <= 1 && T > 1 &&
+                 gemm_pack_b_once(&whh, 0, U, U, l->param[RNN_W_HH].w, U) == 0;
     if (st->sequence)
         memcpy(D, dy, (size_t)batch * (size_t)ld * sizeof *D);
     else
@@ -305,18 +324,19 @@ static void deltas(const plast_layer *l, const plast_real *H, const plast_real *
                    u * sizeof *D);
     for (int t = T - 1; t >= 0; t--) {
         size_t off = (size_t)t * u;
-        for (int s = 0; s < batch; s++) {
-            plast_real *d = D + (size_t)s * (size_t)ld + off;
-            const plast_real *h = H + (size_t)s * (size_t)ld + off;
-            PLAST_SIMD
-            for (size_t j = 0; j < u; j++)
-                d[j] *= 1.0f - h[j] * h[j];
-        }
+        for (int s = 0; s < batch; s++)
+            times_tanh_grad(D + (size_t)s * (size_t)ld + off, H + (size_t)s * (size_t)ld + off,
+                            u);
         /* last: steps before T get no dy, so beta 0 overwrites their rows */
-        if (t > 0)
+        float beta = st->sequence ? 1.0f : 0.0f;
+        if (t > 0 && packed)
+            gemm_with_packed_b(&whh, 0, batch, 1.0f, D + off, ld, beta, D + off - u, ld);
+        else if (t > 0)
             plast_gemm_mt(threads, 0, 0, batch, U, U, 1.0f, D + off, ld, l->param[RNN_W_HH].w, U,
-                          st->sequence ? 1.0f : 0.0f, D + off - u, ld);
+                          beta, D + off - u, ld);
     }
+    if (packed)
+        gemm_packed_b_free(&whh);
 }
 
 /* grad W_hh += sum over (s, t > 1) of D[s,t]^T h_{t-1} in one GEMM: row r
