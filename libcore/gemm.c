@@ -502,8 +502,8 @@ static void scale_c(const gemm_job *g)
 
 /* ---- one B operand for many products ---- */
 
-int gemm_pack_b_once(gemm_packed_b *pk, int trans_b, int N, int K, const plast_real *B,
-                     int ldb)
+int plast_gemm_pack_b_once(plast_gemm_packed_b *pk, int trans_b, int N, int K,
+                           const plast_real *B, int ldb)
 {
     const gemm_path *p = default_path();
     memset(pk, 0, sizeof *pk);
@@ -523,18 +523,18 @@ int gemm_pack_b_once(gemm_packed_b *pk, int trans_b, int N, int K, const plast_r
     gemm_chunk ch = chunk_at(&pl, 0, npan * p->nr, buf);
     for (int idx = 0; idx < pl.nkb * ch.npan; idx++)
         pack_b_panel(&pl, &ch, idx);
-    *pk = (gemm_packed_b){p, N, K, buf};
+    *pk = (plast_gemm_packed_b){p, N, K, buf};
     return 0;
 }
 
-void gemm_packed_b_free(gemm_packed_b *pk)
+void plast_gemm_packed_b_free(plast_gemm_packed_b *pk)
 {
     free(pk->data);
     pk->data = NULL;
 }
 
-void gemm_with_packed_b(const gemm_packed_b *pk, int trans_a, int M, float alpha,
-                        const plast_real *A, int lda, float beta, plast_real *C, int ldc)
+void plast_gemm_with_packed_b(const plast_gemm_packed_b *pk, int trans_a, int M, float alpha,
+                              const plast_real *A, int lda, float beta, plast_real *C, int ldc)
 {
     const gemm_path *p = pk->path;
     gemm_job g = {trans_a, 0, M, pk->N, pk->K, alpha, beta, A, NULL, lda, 0, C, ldc};

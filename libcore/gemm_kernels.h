@@ -65,21 +65,22 @@ int gemm_path_usable(const gemm_path *p); /* compiled in and the CPU has it */
 
 /* A B operand packed once for many products with the same B (an rnn's
  * W_hh at every step): exactly the panels plast_gemm would pack, so the
- * products give plast_gemm's bits.  One thread. */
-typedef struct gemm_packed_b {
+ * products give plast_gemm's bits.  One thread.  Private to libcore; the
+ * plast_ prefix only exports them for the tests. */
+typedef struct plast_gemm_packed_b {
     const gemm_path *path;
     int N, K;
     plast_real *data;
-} gemm_packed_b;
+} plast_gemm_packed_b;
 
 /* op(B) [K, N] packed; -1 (nothing allocated) if out of memory or if B is
  * too large to be packed whole, then call plast_gemm instead. */
-int gemm_pack_b_once(gemm_packed_b *pk, int trans_b, int N, int K, const plast_real *B,
-                     int ldb);
-void gemm_packed_b_free(gemm_packed_b *pk);
+int plast_gemm_pack_b_once(plast_gemm_packed_b *pk, int trans_b, int N, int K,
+                           const plast_real *B, int ldb);
+void plast_gemm_packed_b_free(plast_gemm_packed_b *pk);
 /* C = alpha op(A) B + beta C with the packed B, as plast_gemm would. */
-void gemm_with_packed_b(const gemm_packed_b *pk, int trans_a, int M, float alpha,
-                        const plast_real *A, int lda, float beta, plast_real *C, int ldc);
+void plast_gemm_with_packed_b(const plast_gemm_packed_b *pk, int trans_a, int M, float alpha,
+                              const plast_real *A, int lda, float beta, plast_real *C, int ldc);
 
 /* Test and benchmark hooks, not in the public headers (the plast_ prefix
  * exports them from the shared library). */

@@ -491,3 +491,47 @@ Test(gemm_dispatch, unknown_or_missing_path_is_refused)
     }
     cr_assert(eq(flt, c, 2.0f));
 }
+
+/* A B packed once (an rnn's W_hh) gives plast_gemm's bits for every A:
+ * both transposes, ragged M and N, K over one block (KC = 256), alpha and
+ * beta, padded leading dimensions. */
+Test(gemm_packed_b, equals_plast_gemm_bit_for_bit)
+{
+    static const gemm_case cases[] = {
+        {0, 1, 128, 128, 128, 1.0f, 1.0f, 0, 3, 5}, {0, 0, 37, 45, 300, 0.5f, 0.0f, 2, 0, 1},
+        {1, 1, 9, 33, 257, -1.0f, 0.25f, 1, 1, 0},  {1, 0, 1, 1, 1, 2.0f, 1.0f, 0, 0, 0},
+    };
+    uint32_t seed = 77;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const gemm_case *t = &cases[c];
+        mat A = t->ta ? mat_new(t->K, t->M, t->pad_a, &seed)
+                      : mat_new(t->M, t->K, t->pad_a, &seed);
+        mat B = t->tb ? mat_new(t->N, t->K, t->pad_b, &seed)
+                      : mat_new(t->K, t->N, t->pad_b, &seed);
+        mat C0 = mat_new(t->M, t->N, t->pad_c, &seed), C1 = C0;
+        size_t n = (size_t)t->M * (size_t)C0.ld;
+        C1.v = malloc(n * sizeof *C1.v);
+        cr_assert(C1.v != NULL);
+        memcpy(C1.v, C0.v, n * sizeof *C1.v);
+        plast_gemm(t->ta, t->tb, t->M, t->N, t->K, t->alpha, A.v, A.ld, B.v, B.ld, t->beta,
+                   C0.v, C0.ld);
+        plast_gemm_packed_b pk;
+        cr_assert(eq(int, plast_gemm_pack_b_once(&pk, t->tb, t->N, t->K, B.v, B.ld), 0));
+        plast_gemm_with_packed_b(&pk, t->ta, t->M, t->alpha, A.v, A.ld, t->beta, C1.v, C1.ld);
+        plast_gemm_packed_b_free(&pk);
+        cr_expect(memcmp(C0.v, C1.v, n * sizeof *C0.v) == 0, "case %zu differs", c);
+        free(A.v);
+        free(B.v);
+        free(C0.v);
+        free(C1.v);
+    }
+}
+
+Test(gemm_packed_b, refuses_empty_operands)
+{
+    plast_gemm_packed_b pk;
+    float b = 1.0f;
+    cr_expect(eq(int, plast_gemm_pack_b_once(&pk, 0, 0, 1, &b, 1), -1));
+    cr_expect(eq(int, plast_gemm_pack_b_once(&pk, 0, 1, 0, &b, 1), -1));
+    cr_expect(pk.data == NULL);
+}

@@ -236,13 +236,13 @@ static void run_steps(const plast_layer *l, const plast_real *x, int batch, plas
     if (l->nparams > RNN_BIAS) {
         bias_add_rows(H, rows, U, l->param[RNN_BIAS].w);
     }
-    gemm_packed_b whh; /* W_hh^T packed once for the T - 1 products */
+    plast_gemm_packed_b whh; /* W_hh^T packed once for the T - 1 products */
     int packed = threads <= 1 && T > 1 &&
-                 gemm_pack_b_once(&whh, 1, U, U, l->param[RNN_W_HH].w, U) == 0;
+                 plast_gemm_pack_b_once(&whh, 1, U, U, l->param[RNN_W_HH].w, U) == 0;
     for (int t = 0; t < T; t++) {
         plast_real *h = H + (size_t)t * (size_t)U;
         if (t > 0 && packed) /* h_0 = 0 adds nothing at the first step */
-            gemm_with_packed_b(&whh, 0, batch, 1.0f, h - U, ld, 1.0f, h, ld);
+            plast_gemm_with_packed_b(&whh, 0, batch, 1.0f, h - U, ld, 1.0f, h, ld);
         else if (t > 0)
             plast_gemm_mt(threads, 0, 1, batch, U, U, 1.0f, h - U, ld, l->param[RNN_W_HH].w, U,
                           1.0f, h, ld);
@@ -252,7 +252,7 @@ static void run_steps(const plast_layer *l, const plast_real *x, int batch, plas
         }
     }
     if (packed)
-        gemm_packed_b_free(&whh);
+        plast_gemm_packed_b_free(&whh);
 }
 
 /* y[s] = h_T of sample s. */
@@ -313,9 +313,9 @@ static void deltas(const plast_layer *l, const plast_real *H, const plast_real *
     const rnn_state *st = l->priv;
     int U = st->units, T = st->steps, ld = T * U;
     size_t u = (size_t)U;
-    gemm_packed_b whh; /* W_hh packed once for the T - 1 products */
+    plast_gemm_packed_b whh; /* W_hh packed once for the T - 1 products */
     int packed = threads <= 1 && T > 1 &&
-                 gemm_pack_b_once(&whh, 0, U, U, l->param[RNN_W_HH].w, U) == 0;
+                 plast_gemm_pack_b_once(&whh, 0, U, U, l->param[RNN_W_HH].w, U) == 0;
     if (st->sequence)
         memcpy(D, dy, (size_t)batch * (size_t)ld * sizeof *D);
     else
@@ -330,13 +330,13 @@ static void deltas(const plast_layer *l, const plast_real *H, const plast_real *
         /* last: steps before T get no dy, so beta 0 overwrites their rows */
         float beta = st->sequence ? 1.0f : 0.0f;
         if (t > 0 && packed)
-            gemm_with_packed_b(&whh, 0, batch, 1.0f, D + off, ld, beta, D + off - u, ld);
+            plast_gemm_with_packed_b(&whh, 0, batch, 1.0f, D + off, ld, beta, D + off - u, ld);
         else if (t > 0)
             plast_gemm_mt(threads, 0, 0, batch, U, U, 1.0f, D + off, ld, l->param[RNN_W_HH].w, U,
                           beta, D + off - u, ld);
     }
     if (packed)
-        gemm_packed_b_free(&whh);
+        plast_gemm_packed_b_free(&whh);
 }
 
 /* grad W_hh += sum over (s, t > 1) of D[s,t]^T h_{t-1} in one GEMM: row r
