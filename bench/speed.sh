@@ -49,7 +49,7 @@ torch_time() { # NAME ARGS...
     > "$OUT/torch_$name.jsonl" 2> "$OUT/torch_$name.err" || { echo "torch $name FAILED" >&2; return; }
   sed -n 's/.*"type": "summary".*"epoch_s_median": \([0-9.]*\).*/\1/p' "$OUT/torch_$name.jsonl"
 }
-ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }'; }
+ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.3f", a / b; else print "-" }'; }
 
 # PyTorch and plast alternate, so that a slow spell of the machine hits both.
 T_MLP=$(torch_time mlp --model mlp --optim sgd --lr 0.1 --batch 128)
