@@ -131,8 +131,8 @@ static uint64_t act_flops(const plast_layer *l, int batch)
 
 /* The ops tables need a forward/backward per type: thin wrappers. */
 #define ACTIVATION(NAME, FN, GRAD, ATTR)                                                    \
-    ATTR static int NAME##_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y,       \
-                              const plast_ctx *ctx, plast_err *e)                           \
+    ATTR static int NAME##_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y,  \
+                                   const plast_ctx *ctx, plast_err *e)                      \
     {                                                                                       \
         (void)ctx;                                                                          \
         return act_forward(l, x, y, FN, e);                                                 \
