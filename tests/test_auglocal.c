@@ -660,15 +660,12 @@ static char tmpdir[64];
 
 static void make_tmpdir(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/plast-auglocal.XXXXXX");
-    cr_assert(mkdtemp(tmpdir) != NULL);
+    tu_make_tmpdir(tmpdir, sizeof tmpdir, "auglocal");
 }
 
 static void remove_tmpdir(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    cr_expect(eq(int, system(cmd), 0));
+    tu_remove_tmpdir(tmpdir);
 }
 
 /* The rule's checkpoint state as bytes (malloc'd). */

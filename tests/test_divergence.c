@@ -18,16 +18,13 @@ static char tmpdir[64], ckpt[128];
 
 static void make_tmpdir(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/plast-diverge.XXXXXX");
-    cr_assert(mkdtemp(tmpdir) != NULL);
+    tu_make_tmpdir(tmpdir, sizeof tmpdir, "diverge");
     snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", tmpdir);
 }
 
 static void remove_tmpdir(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    cr_expect(eq(int, system(cmd), 0));
+    tu_remove_tmpdir(tmpdir);
 }
 
 TestSuite(divergence, .init = make_tmpdir, .fini = remove_tmpdir);

@@ -38,15 +38,12 @@ static char tmpdir[64];
 
 static void make_tmpdir(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/plast-faults.XXXXXX");
-    cr_assert(mkdtemp(tmpdir) != NULL);
+    tu_make_tmpdir(tmpdir, sizeof tmpdir, "faults");
 }
 
 static void remove_tmpdir(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    cr_expect(eq(int, system(cmd), 0));
+    tu_remove_tmpdir(tmpdir);
 }
 
 TestSuite(faults, .init = make_tmpdir, .fini = remove_tmpdir);

@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <plast/plast.h>
@@ -17,6 +18,22 @@
             cr_fatal("%s failed: %s", #call, plast_err_format(&(e), buf_, sizeof buf_)); \
         }                                                                          \
     } while (0)
+
+/* A fresh directory for a suite's files, /tmp/plast-TAG.XXXXXX into
+ * dir[n] (the suites' paths inside it are short fixed buffers), and its
+ * removal with everything in it. */
+static inline void tu_make_tmpdir(char *dir, size_t n, const char *tag)
+{
+    snprintf(dir, n, "/tmp/plast-%s.XXXXXX", tag);
+    cr_assert(mkdtemp(dir) != NULL, "mkdtemp %s failed", dir);
+}
+
+static inline void tu_remove_tmpdir(const char *dir)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect(system(cmd) == 0, "%s failed", cmd);
+}
 
 static inline plast_config *tu_config(const char *text)
 {
