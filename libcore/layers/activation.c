@@ -30,19 +30,6 @@ static plast_real relu_grad(plast_real y)
     return y > 0.0f ? 1.0f : 0.0f;
 }
 
-/* dx = dy * relu'(y) in a loop of its own: inlined into the generic one,
- * GCC turns dy * (y > 0 ? 1 : 0) into a branch and gives up vectorising.
- * Still a multiplication, so a NaN or infinite dy at y <= 0 gives NaN. */
-PLAST_CLONES __attribute__((noinline)) static void
-relu_grad_loop(const plast_real *y, const plast_real *dy, plast_real *dx, size_t n)
-{
-    PLAST_SIMD
-    for (size_t i = 0; i < n; i++) {
-        plast_real mask = y[i] > 0.0f ? 1.0f : 0.0f;
-        dx[i] = dy[i] * mask;
-    }
-}
-
 /* Not libm's tanhf: vtanh vectorises (within 3 ulp of tanh). */
 static plast_real tanh_fn(plast_real x)
 {
@@ -111,15 +98,15 @@ act_backward(plast_layer *l, const plast_tensor *y, const plast_tensor *dy, plas
         rc = check_same(l, y, dx, "input gradient", e);
     if (rc)
         return rc;
-    if (grad == relu_grad) {
-        relu_grad_loop(y->data, dy->data, dx->data, y->size);
-        return PLAST_OK;
-    }
     const plast_real *out = y->data, *g = dy->data;
     plast_real *gin = dx->data;
     PLAST_SIMD
-    for (size_t i = 0; i < y->size; i++)
-        gin[i] = g[i] * grad(out[i]);
+    for (size_t i = 0; i < y->size; i++) {
+        /* f'(y) named first: written as g[i] * grad(out[i]), GCC turns
+         * relu's dy * (y > 0 ? 1 : 0) into a branch and stays scalar */
+        plast_real d = grad(out[i]);
+        gin[i] = g[i] * d;
+    }
     return PLAST_OK;
 }
 
@@ -137,9 +124,9 @@ static uint64_t act_flops(const plast_layer *l, int batch)
         (void)ctx;                                                                          \
         return act_forward(l, x, y, FN, e);                                                 \
     }                                                                                       \
-    static int NAME##_backward(plast_layer *l, const plast_tensor *x, const plast_tensor *y, \
-                               const plast_tensor *dy, plast_tensor *dx,                    \
-                               const plast_ctx *ctx, plast_err *e)                          \
+    ATTR static int NAME##_backward(plast_layer *l, const plast_tensor *x,                  \
+                                    const plast_tensor *y, const plast_tensor *dy,          \
+                                    plast_tensor *dx, const plast_ctx *ctx, plast_err *e)   \
     {                                                                                       \
         (void)x;                                                                            \
         (void)ctx;                                                                          \
@@ -159,6 +146,6 @@ static uint64_t act_flops(const plast_layer *l, int batch)
         .release = NULL,                                                                    \
     }
 
-ACTIVATION(relu, relu, relu_grad, );
+ACTIVATION(relu, relu, relu_grad, PLAST_CLONES);
 ACTIVATION(tanh, tanh_fn, tanh_grad, PLAST_CLONES);
 ACTIVATION(sigmoid, sigmoid, sigmoid_grad, );
