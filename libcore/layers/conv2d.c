@@ -195,11 +195,16 @@ static void add_run(plast_real *restrict dst, const plast_real *restrict src, in
 /* xc [H, W] into the middle of pad [(H + 2p), (W + 2p)], zeros around. */
 static void pad_plane(const conv_geom *g, const plast_real *xc, plast_real *pad)
 {
-    size_t wp = (size_t)padded_width(g);
-    memset(pad, 0, padded_size(g) * sizeof *pad);
-    for (int iy = 0; iy < g->h; iy++)
-        copy_run(pad + (size_t)(iy + g->p) * wp + (size_t)g->p, xc + (size_t)iy * (size_t)g->w,
-                 g->w);
+    size_t wp = (size_t)padded_width(g), p = (size_t)g->p, w = (size_t)g->w;
+    size_t border = p * wp; /* the p rows above, and below */
+    memset(pad, 0, border * sizeof *pad);
+    memset(pad + padded_size(g) - border, 0, border * sizeof *pad);
+    for (int iy = 0; iy < g->h; iy++) { /* only the border is zeroed */
+        plast_real *row = pad + ((size_t)iy + p) * wp;
+        for (size_t j = 0; j < p; j++)
+            row[j] = row[p + w + j] = 0.0f;
+        copy_run(row + p, xc + (size_t)iy * w, g->w);
+    }
 }
 
 /* The inverse: the middle of pad back into dxc [H, W]. */
