@@ -110,6 +110,40 @@ void gemm_pack_b_any(const gemm_job *g, int k0, int kc, int j0, int nr, plast_re
     }
 }
 
+int gemm_gather_runs(const int32_t *col, int nr, int max_len, gemm_gather_run *runs)
+{
+    int n = 0;
+    for (int j = 0; j < nr; j++) {
+        gemm_gather_run *last = n ? &runs[n - 1] : NULL;
+        if (last && last->len < max_len && col[j] == last->src + last->len)
+            last->len++;
+        else
+            runs[n++] = (gemm_gather_run){j, 1, col[j]};
+    }
+    return n;
+}
+
+void gemm_pack_b_gather_any(const gemm_job *g, int k0, int kc, int j0, int nr,
+                            plast_real *dst, int NR)
+{
+    gemm_gather_run runs[GEMM_NR_MAX];
+    const gemm_gather *gb = g->gather_b;
+    int nrun = gemm_gather_runs(gb->col + j0, nr, NR, runs);
+    for (int p = 0; p < kc; p++, dst += NR) {
+        const plast_real *src = gb->X + gb->row[k0 + p];
+        for (int r = 0; r < nrun; r++)
+            memcpy(dst + runs[r].dst, src + runs[r].src, (size_t)runs[r].len * sizeof *dst);
+        for (int j = nr; j < NR; j++)
+            dst[j] = 0.0f;
+    }
+}
+
+static void port_pack_b_gather(const gemm_job *g, int k0, int kc, int j0, int nr,
+                               plast_real *dst)
+{
+    gemm_pack_b_gather_any(g, k0, kc, j0, nr, dst, PORT_NR);
+}
+
 static void port_pack_a(const gemm_job *g, int i0, int mr, int k0, int kc, plast_real *dst)
 {
     gemm_pack_a_any(g, i0, mr, k0, kc, dst, PORT_MR);
@@ -197,6 +231,7 @@ static void port_kernel(int kc, const plast_real *a, const plast_real *b, plast_
 
 static const gemm_path gemm_path_portable = {
     "portable", PORT_MR, PORT_NR, PORT_KC, port_pack_a, port_pack_b, port_kernel,
+    port_pack_b_gather,
 };
 
 /* ---- dispatch ---- */
@@ -282,12 +317,19 @@ static plast_real *chunk_block(const gemm_plan *pl, const gemm_chunk *ch, int k0
     return ch->pb + (size_t)k0 * (size_t)ch->npan * (size_t)pl->p->nr;
 }
 
+/* The path's packing of op(B), stored or gathered. */
+static void pack_b(const gemm_path *p, const gemm_job *g, int k0, int kc, int j0, int nr,
+                   plast_real *dst)
+{
+    (g->gather_b ? p->pack_b_gather : p->pack_b)(g, k0, kc, j0, nr, dst);
+}
+
 static void pack_b_panel(const gemm_plan *pl, const gemm_chunk *ch, int idx)
 {
     int b = idx / ch->npan, q = idx % ch->npan, k0, kc = kblock_len(pl, b, &k0);
     int nr = pl->p->nr, j = q * nr;
     plast_real *dst = chunk_block(pl, ch, k0) + (size_t)q * (size_t)kc * (size_t)nr;
-    pl->p->pack_b(pl->g, k0, kc, ch->j0 + j, min_int(nr, ch->n - j), dst);
+    pack_b(pl->p, pl->g, k0, kc, ch->j0 + j, min_int(nr, ch->n - j), dst);
 }
 
 /* Rows [i0, i0+mc) of C against panels [q0, q1) of K block b, whose
@@ -447,7 +489,7 @@ static void run_small(const gemm_plan *pl)
         int n = min_int(p->nr, g->N - j0);
         for (int b = 0; b < pl->nkb; b++) {
             int k0, kc = kblock_len(pl, b, &k0);
-            p->pack_b(g, k0, kc, j0, n, pb);
+            pack_b(p, g, k0, kc, j0, n, pb);
             for (int i0 = 0; i0 < g->M; i0 += p->mr)
                 multiply_block(pl, pb, j0, n, b, i0, min_int(p->mr, g->M - i0), 0, 1, pa);
         }
@@ -518,7 +560,7 @@ int plast_gemm_pack_b_once(plast_gemm_packed_b *pk, int trans_b, int N, int K,
                                       sizeof *buf);
     if (!buf)
         return -1;
-    gemm_job g = {0, trans_b, 0, N, K, 1.0f, 0.0f, NULL, B, 0, ldb, NULL, 0};
+    gemm_job g = {0, trans_b, 0, N, K, 1.0f, 0.0f, NULL, B, 0, ldb, NULL, 0, NULL};
     gemm_plan pl = {&g, p, div_up(K, p->kc), 0, 0, 1, 1, 1, 0};
     gemm_chunk ch = chunk_at(&pl, 0, npan * p->nr, buf);
     for (int idx = 0; idx < pl.nkb * ch.npan; idx++)
@@ -537,7 +579,7 @@ void plast_gemm_with_packed_b(const plast_gemm_packed_b *pk, int trans_a, int M,
                               const plast_real *A, int lda, float beta, plast_real *C, int ldc)
 {
     const gemm_path *p = pk->path;
-    gemm_job g = {trans_a, 0, M, pk->N, pk->K, alpha, beta, A, NULL, lda, 0, C, ldc};
+    gemm_job g = {trans_a, 0, M, pk->N, pk->K, alpha, beta, A, NULL, lda, 0, C, ldc, NULL};
     if (M < 1)
         return;
     if (alpha == 0.0f) {
@@ -564,7 +606,7 @@ static void gemm_run(const gemm_path *p, int threads, const gemm_job *g)
         return;
     }
     PLAST_ASSERT(g->lda >= (g->trans_a ? g->M : g->K));
-    PLAST_ASSERT(g->ldb >= (g->trans_b ? g->K : g->N));
+    PLAST_ASSERT(g->gather_b || g->ldb >= (g->trans_b ? g->K : g->N));
     gemm_blocked(g, p, threads > 1 ? threads : 1);
 }
 
@@ -572,7 +614,7 @@ void plast_gemm_mt(int threads, int trans_a, int trans_b, int M, int N, int K, f
                    const plast_real *A, int lda, const plast_real *B, int ldb, float beta,
                    plast_real *C, int ldc)
 {
-    gemm_job g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, C, ldc};
+    gemm_job g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, C, ldc, NULL};
     gemm_run(default_path(), threads, &g);
 }
 
@@ -590,7 +632,21 @@ int plast_gemm_kernel_mt(const char *kernel, int threads, int trans_a, int trans
     const gemm_path *p = path_named(kernel);
     if (!p || !path_ok(p))
         return -1;
-    gemm_job g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, C, ldc};
+    gemm_job g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, C, ldc, NULL};
+    gemm_run(p, threads, &g);
+    return 0;
+}
+
+int plast_gemm_gather_mt(const char *kernel, int threads, int trans_a, int M, int N, int K,
+                         float alpha, const plast_real *A, int lda, const plast_real *X,
+                         const int32_t *row, const int32_t *col, float beta, plast_real *C,
+                         int ldc)
+{
+    const gemm_path *p = kernel ? path_named(kernel) : default_path();
+    if (!p || !path_ok(p))
+        return -1;
+    gemm_gather gb = {X, row, col};
+    gemm_job g = {trans_a, 0, M, N, K, alpha, beta, A, NULL, lda, 0, C, ldc, &gb};
     gemm_run(p, threads, &g);
     return 0;
 }

@@ -10,10 +10,22 @@
 #define PLAST_GEMM_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "plast/gemm.h"
 
-/* The arguments of one plast_gemm call. */
+/* A B operand that is read through offsets and never stored:
+ * op(B)[k][j] = X[row[k] + col[j]].  A convolution's column matrix is one
+ * (row: where kernel tap k sits in the padded input, col: where output
+ * pixel j's window starts), so the GEMM packs its panels straight from
+ * the input ("implicit im2col"). */
+typedef struct gemm_gather {
+    const plast_real *X;
+    const int32_t *row, *col;
+} gemm_gather;
+
+/* The arguments of one plast_gemm call; gather_b, when not NULL, is
+ * op(B) (and B, ldb and trans_b are unused). */
 typedef struct gemm_job {
     int trans_a, trans_b, M, N, K;
     float alpha, beta;
@@ -21,6 +33,7 @@ typedef struct gemm_job {
     int lda, ldb;
     plast_real *C;
     int ldc;
+    const gemm_gather *gather_b;
 } gemm_job;
 
 /* How a tile is written back: C = alpha*T when first and beta is 0 (C is
@@ -50,13 +63,30 @@ typedef struct gemm_path {
     gemm_pack_a_fn *pack_a;
     gemm_pack_b_fn *pack_b;
     gemm_kernel_fn *kernel;
+    gemm_pack_b_fn *pack_b_gather; /* pack_b for a job with gather_b */
 } gemm_path;
+
+/* The widest NR of any path. */
+#define GEMM_NR_MAX 32
+
+/* A stretch of a gathered panel row that is one run in X:
+ * panel columns [dst, dst + len) come from X[row[k] + src ...]. */
+typedef struct gemm_gather_run {
+    int dst, len;
+    int32_t src;
+} gemm_gather_run;
+
+/* Cuts col[0 .. nr) into runs of consecutive offsets, none longer than
+ * max_len; returns how many (at most nr). */
+int gemm_gather_runs(const int32_t *col, int nr, int max_len, gemm_gather_run *runs);
 
 /* Portable C packing, for any MR and NR (gemm.c). */
 void gemm_pack_a_any(const gemm_job *g, int i0, int mr, int k0, int kc, plast_real *dst,
                      int MR);
 void gemm_pack_b_any(const gemm_job *g, int k0, int kc, int j0, int nr, plast_real *dst,
                      int NR);
+void gemm_pack_b_gather_any(const gemm_job *g, int k0, int kc, int j0, int nr,
+                            plast_real *dst, int NR);
 
 /* The x86 paths (gemm_x86.c); NULL members when the compiler cannot
  * build them, so check gemm_path_usable() first. */
@@ -81,6 +111,15 @@ void plast_gemm_packed_b_free(plast_gemm_packed_b *pk);
 /* C = alpha op(A) B + beta C with the packed B, as plast_gemm would. */
 void plast_gemm_with_packed_b(const plast_gemm_packed_b *pk, int trans_a, int M, float alpha,
                               const plast_real *A, int lda, float beta, plast_real *C, int ldc);
+
+/* C = alpha op(A) B + beta C with B gathered from X (see gemm_gather):
+ * the bits of plast_gemm_mt on the stored B.  kernel names the path, as
+ * PLAST_GEMM_KERNEL does, NULL for plast_gemm's; returns 0, or -1 (C
+ * untouched) if the path is unknown or missing. */
+int plast_gemm_gather_mt(const char *kernel, int threads, int trans_a, int M, int N, int K,
+                         float alpha, const plast_real *A, int lda, const plast_real *X,
+                         const int32_t *row, const int32_t *col, float beta, plast_real *C,
+                         int ldc);
 
 /* Test and benchmark hooks, not in the public headers (the plast_ prefix
  * exports them from the shared library). */

@@ -226,7 +226,60 @@ TARGET_AVX2 static void y_pack_b(const gemm_job *g, int k0, int kc, int j0, int 
     pack_b_vec(g, k0, kc, j0, nr, dst, Y_NR);
 }
 
-/* An op(A) panel 8 rows high. */
+static void y_pack_b_gather(const gemm_job *g, int k0, int kc, int j0, int nr,
+                            plast_real *dst)
+{
+    gemm_pack_b_gather_any(g, k0, kc, j0, nr, dst, Y_NR);
+}
+
+/* The runs of one 16-column half of a gathered panel row, as
+ * expand-load masks (the run's lanes) and source offsets. */
+typedef struct z_half_runs {
+    int n;
+    __mmask16 lanes[16];
+    int32_t src[16];
+} z_half_runs;
+
+/* Runs cut at the halves' border, sorted into the two halves. */
+static void z_split_runs(const gemm_gather_run *runs, int nrun, z_half_runs half[2])
+{
+    half[0].n = half[1].n = 0;
+    for (int r = 0; r < nrun; r++)
+        for (int d = runs[r].dst, end = d + runs[r].len; d < end;) {
+            int h = d / 16, stop = end < 16 * (h + 1) ? end : 16 * (h + 1);
+            z_half_runs *hr = &half[h];
+            hr->lanes[hr->n] = (__mmask16)(((1u << (stop - d)) - 1) << (d - 16 * h));
+            hr->src[hr->n++] = runs[r].src + (d - runs[r].dst);
+            d = stop;
+        }
+}
+
+/* 16 columns of a gathered row: each run expand-loaded into its lanes. */
+TARGET_AVX512 static inline __m512 z_gather_half(const plast_real *src, const z_half_runs *hr)
+{
+    __m512 v = _mm512_setzero_ps();
+    for (int r = 0; r < hr->n; r++)
+        v = _mm512_mask_expandloadu_ps(v, hr->lanes[r], src + hr->src[r]);
+    return v;
+}
+
+/* A gathered op(B) panel: each row is assembled in two zmm registers, a
+ * run of its columns at a time (an expand-load puts a run's contiguous
+ * values in its lanes), then stored whole; columns past nr stay zero. */
+TARGET_AVX512 static void z_pack_b_gather(const gemm_job *g, int k0, int kc, int j0, int nr,
+                                          plast_real *dst)
+{
+    gemm_gather_run runs[GEMM_NR_MAX];
+    z_half_runs half[2];
+    const gemm_gather *gb = g->gather_b;
+    z_split_runs(runs, gemm_gather_runs(gb->col + j0, nr, Z_NR, runs), half);
+    for (int p = 0; p < kc; p++, dst += Z_NR) {
+        const plast_real *src = gb->X + gb->row[k0 + p];
+        _mm512_storeu_ps(dst, z_gather_half(src, &half[0]));
+        _mm512_storeu_ps(dst + 16, z_gather_half(src, &half[1]));
+    }
+}
+
 TARGET_AVX2 static void z_pack_a(const gemm_job *g, int i0, int mr, int k0, int kc,
                                  plast_real *dst)
 {
@@ -366,11 +419,11 @@ TARGET_AVX2 static void y_kernel(int kc, const plast_real *a, const plast_real *
 }
 
 const gemm_path gemm_path_avx512 = {
-    "avx512", Z_MR, Z_NR, X86_KC, z_pack_a, z_pack_b, z_kernel,
+    "avx512", Z_MR, Z_NR, X86_KC, z_pack_a, z_pack_b, z_kernel, z_pack_b_gather,
 };
 
 const gemm_path gemm_path_avx2 = {
-    "avx2", Y_MR, Y_NR, X86_KC, y_pack_a, y_pack_b, y_kernel,
+    "avx2", Y_MR, Y_NR, X86_KC, y_pack_a, y_pack_b, y_kernel, y_pack_b_gather,
 };
 
 /* AVX-512 packing uses AVX2; every AVX-512F CPU has it, but ask anyway.
@@ -388,8 +441,8 @@ int gemm_path_usable(const gemm_path *p)
 
 #else /* not x86 or not GCC-compatible: only the portable path */
 
-const gemm_path gemm_path_avx512 = {"avx512", 8, 32, 256, NULL, NULL, NULL};
-const gemm_path gemm_path_avx2 = {"avx2", 6, 16, 256, NULL, NULL, NULL};
+const gemm_path gemm_path_avx512 = {"avx512", 8, 32, 256, NULL, NULL, NULL, NULL};
+const gemm_path gemm_path_avx2 = {"avx2", 6, 16, 256, NULL, NULL, NULL, NULL};
 
 int gemm_path_usable(const gemm_path *p)
 {

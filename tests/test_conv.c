@@ -414,31 +414,34 @@ Test(conv, frozen_with_null_dx_touches_nothing)
 }
 
 /* Scratch: one block for a chunk of samples (here the whole batch of 3),
- * its [Cin*k*k, 3*Hout*Wout] columns and [Cout, 3*Hout*Wout] output, in
- * forward, plus the [Cout, Cin*k*k] batch weight gradient in backward, all
- * given back before the call returns. */
+ * given back before the call returns.  Forward: the [Cout, 3*Hout*Wout]
+ * output and the lowering (the 3 samples' zero-padded input planes, one
+ * int32 offset per kernel tap and per output pixel).  Backward: the
+ * gathered [Cout, 3*Hout*Wout] output gradient, for dX the
+ * [Cin*k*k, 3*Hout*Wout] column gradient and one padded plane, for dW
+ * the lowering and the [Cout, Cin*k*k] batch weight gradient. */
 Test(conv, scratch_is_returned)
 {
     contract c;
     contract_setup(&c, "");
-    /* the columns and outputs of the 3 samples, then one zero-padded
-     * input plane (7 x 5 with padding 1) */
-    size_t col = ((size_t)(3 * 3 * 3 + 4) * 3 * (size_t)(c.l->out.dim[1] * c.l->out.dim[2]) +
-                  (7 + 2) * (5 + 2)) *
-                 sizeof(plast_real);
+    size_t cols = 3 * (size_t)(c.l->out.dim[1] * c.l->out.dim[2]), taps = 3 * 3 * 3;
+    size_t plane = (7 + 2) * (5 + 2); /* padding 1 */
+    size_t out = 4 * cols * sizeof(plast_real);
+    size_t lowering = (3 * 3 * plane + taps + cols) * sizeof(plast_real);
+    size_t dcol = (taps * cols + plane) * sizeof(plast_real);
     /* the weight gradient and 16 partial sums per channel for the bias */
     size_t dw = (c.l->param[0].count + 4 * 16) * sizeof(plast_real);
     cr_assert(eq(sz, plast_mem_live(c.t.mem, PLAST_MEM_SCRATCH), 0));
-    cr_assert(eq(sz, plast_mem_peak(c.t.mem, PLAST_MEM_SCRATCH), col));
+    cr_assert(eq(sz, plast_mem_peak(c.t.mem, PLAST_MEM_SCRATCH), out + lowering));
     plast_mem_reset_peaks(c.t.mem);
     lt_net_backward(&c.t, c.r, NULL);
     cr_assert(eq(sz, plast_mem_live(c.t.mem, PLAST_MEM_SCRATCH), 0));
-    cr_assert(eq(sz, plast_mem_peak(c.t.mem, PLAST_MEM_SCRATCH), col + dw));
+    cr_assert(eq(sz, plast_mem_peak(c.t.mem, PLAST_MEM_SCRATCH), out + dcol + lowering + dw));
     plast_mem_reset_peaks(c.t.mem);
-    c.l->frozen = 1; /* dx only: no weight gradient buffer */
+    c.l->frozen = 1; /* dx only: no lowering, no weight gradient buffer */
     lt_net_backward(&c.t, c.r, NULL);
     cr_assert(eq(sz, plast_mem_live(c.t.mem, PLAST_MEM_SCRATCH), 0));
-    cr_assert(eq(sz, plast_mem_peak(c.t.mem, PLAST_MEM_SCRATCH), col));
+    cr_assert(eq(sz, plast_mem_peak(c.t.mem, PLAST_MEM_SCRATCH), out + dcol));
     contract_teardown(&c);
 }
 
@@ -469,15 +472,15 @@ Test(conv, out_of_scratch_memory_is_reported)
     plast_err e = {0};
     plast_mem_fail_at(c.t.mem, 1);
     cr_assert(eq(int, c.l->ops->forward(c.l, &c.t.x, &c.t.out[0], &c.t.ctx, &e), PLAST_E_NOMEM));
-    cr_assert(strstr(e.msg, "column buffer") != NULL, "message: %s", e.msg);
+    cr_assert(strstr(e.msg, "4x36 output buffer") != NULL, "message: %s", e.msg);
     plast_tensor dy = lt_tensor(c.t.mem, 3, c.l->out);
     memset(dy.data, 0, dy.size * sizeof *dy.data);
     plast_mem_fail_at(c.t.mem, 1);
     e = (plast_err){0};
     cr_assert(eq(int, c.l->ops->backward(c.l, &c.t.x, &c.t.out[0], &dy, NULL, &c.t.ctx, &e),
                  PLAST_E_NOMEM));
-    cr_assert(strstr(e.msg, "column buffer") != NULL, "message: %s", e.msg);
-    plast_mem_fail_at(c.t.mem, 2); /* the column buffer is given back */
+    cr_assert(strstr(e.msg, "4x36 output gradient buffer") != NULL, "message: %s", e.msg);
+    plast_mem_fail_at(c.t.mem, 2); /* the first buffer is given back */
     e = (plast_err){0};
     cr_assert(eq(int, c.l->ops->backward(c.l, &c.t.x, &c.t.out[0], &dy, NULL, &c.t.ctx, &e),
                  PLAST_E_NOMEM));

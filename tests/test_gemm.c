@@ -352,6 +352,104 @@ static void helpers_flush_denormals_like_the_caller(void)
     cr_assert(eq(int, memcmp(c1, c4, sizeof c1), 0), "helper threads did not flush");
 }
 
+/* ---- B read through offsets (implicit im2col) ---- */
+
+/* The offsets of a convolution's column matrix over `samples` padded
+ * planes [cin][hp][wp] (see conv2d.c): tap[r], r = (ci, ky, kx), and
+ * pix[j], j = (sample, oy, ox); entry (r, j) is X[tap[r] + pix[j]]. */
+typedef struct conv_offsets {
+    int rows, cols;
+    int32_t *tap, *pix;
+    size_t xlen;
+} conv_offsets;
+
+static conv_offsets conv_offsets_new(int cin, int hp, int wp, int k, int s, int samples)
+{
+    int hout = (hp - k) / s + 1, wout = (wp - k) / s + 1, plane = hp * wp;
+    conv_offsets o = {cin * k * k, samples * hout * wout, NULL, NULL,
+                      (size_t)samples * (size_t)cin * (size_t)plane};
+    o.tap = malloc((size_t)o.rows * sizeof *o.tap);
+    o.pix = malloc((size_t)o.cols * sizeof *o.pix);
+    cr_assert(o.tap && o.pix);
+    int r = 0, j = 0;
+    for (int ci = 0; ci < cin; ci++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++)
+                o.tap[r++] = ci * plane + ky * wp + kx;
+    for (int i = 0; i < samples; i++)
+        for (int oy = 0; oy < hout; oy++)
+            for (int ox = 0; ox < wout; ox++)
+                o.pix[j++] = i * cin * plane + oy * s * wp + ox * s;
+    return o;
+}
+
+/* One product with op(B)[k][j] = X[row[k] + col[j]], gathered and then
+ * stored (B materialised [K, N]): the same bits. */
+static void check_gathered(int ta, int M, float alpha, float beta, int threads, const float *X,
+                           const int32_t *row, int K, const int32_t *col, int N)
+{
+    uint32_t seed = 11u + (uint32_t)(M + N + K);
+    mat A = ta ? mat_new(K, M, 1, &seed) : mat_new(M, K, 0, &seed);
+    mat C0 = mat_new(M, N, 2, &seed), C1 = C0;
+    float *B = malloc((size_t)K * (size_t)N * sizeof *B);
+    size_t n = (size_t)M * (size_t)C0.ld;
+    C1.v = malloc(n * sizeof *C1.v);
+    cr_assert(B && C1.v);
+    memcpy(C1.v, C0.v, n * sizeof *C1.v);
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < N; j++)
+            B[(size_t)k * N + j] = X[row[k] + col[j]];
+    gemm_t(threads, ta, 0, M, N, K, alpha, A.v, A.ld, B, N, beta, C0.v, C0.ld);
+    cr_assert(eq(int,
+                 plast_gemm_gather_mt(kernel, threads, ta, M, N, K, alpha, A.v, A.ld, X, row, col,
+                                      beta, C1.v, C1.ld),
+                 0));
+    cr_expect(memcmp(C0.v, C1.v, n * sizeof *C0.v) == 0,
+              "gathered B differs: ta=%d M=%d N=%d K=%d threads=%d", ta, M, N, K, threads);
+    free(A.v);
+    free(B);
+    free(C0.v);
+    free(C1.v);
+}
+
+/* Convolutions (stride 1 and 2, the forward's col and the weight
+ * gradient's col^T, K over one block, ragged panels), an ordinary matrix
+ * (one run per panel row), and offsets in random order (no runs). */
+static void gathered_b_equals_stored_b(void)
+{
+    static const struct {
+        int cin, hp, wp, k, s, samples;
+    } convs[] = {{3, 12, 13, 5, 1, 2}, {2, 9, 11, 3, 2, 3}, {12, 18, 18, 5, 1, 2}};
+    uint32_t seed = 5;
+    for (size_t c = 0; c < sizeof convs / sizeof convs[0]; c++) {
+        conv_offsets o = conv_offsets_new(convs[c].cin, convs[c].hp, convs[c].wp, convs[c].k,
+                                          convs[c].s, convs[c].samples);
+        mat X = mat_new(1, (int)o.xlen, 0, &seed);
+        check_gathered(0, 13, 1.0f, 0.0f, 1, X.v, o.tap, o.rows, o.pix, o.cols); /* forward */
+        check_gathered(0, 9, 0.5f, 1.0f, 3, X.v, o.pix, o.cols, o.tap, o.rows);  /* dW */
+        check_gathered(1, 8, -1.0f, 0.25f, 2, X.v, o.tap, o.rows, o.pix, o.cols);
+        free(X.v);
+        free(o.tap);
+        free(o.pix);
+    }
+    enum { K = 70, N = 75 };
+    int32_t row[K], col[N];
+    for (int k = 0; k < K; k++)
+        row[k] = k * N;
+    for (int j = 0; j < N; j++)
+        col[j] = j;
+    mat X = mat_new(K, N, 0, &seed);
+    check_gathered(0, 17, 1.0f, 0.0f, 1, X.v, row, K, col, N);
+    for (int j = N - 1; j > 0; j--) { /* a shuffle: runs of one */
+        int i = (int)(lcg(&seed) % (uint32_t)(j + 1));
+        int32_t t = col[i];
+        col[i] = col[j];
+        col[j] = t;
+    }
+    check_gathered(0, 17, 1.0f, 0.0f, 2, X.v, row, K, col, N);
+    free(X.v);
+}
+
 /* Each body runs in four suites: gemm (plast_gemm's own choice of path)
  * and one per path, skipped where the CPU lacks the path. */
 #define ON_EVERY_PATH(body)                                                                   \
@@ -385,6 +483,7 @@ ON_EVERY_PATH(k_zero_or_alpha_zero_scales_c)
 ON_EVERY_PATH(deterministic_and_layout_independent)
 ON_EVERY_PATH(threads_give_identical_bits)
 ON_EVERY_PATH(helpers_flush_denormals_like_the_caller)
+ON_EVERY_PATH(gathered_b_equals_stored_b)
 
 /* Called from inside a parallel region (a layer parallel over samples),
  * plast_gemm_mt runs on the calling thread and gives the same bits. */

@@ -11,11 +11,14 @@
  *   forward   Y_c  = W col (+ b), then each sample's block into y (NCHW)
  *   backward  dW  (+)= dY_c col^T   one product per chunk, chunks in order
  *             dX   = col2im(W^T dY_c)
- * where dY_c is the chunk's dY gathered [Cout, n*Hout*Wout].  The chunk
- * (at most CONV_CHUNK_BYTES of scratch for col and Y_c / dY_c together)
- * depends on the shapes and the batch only, so the bits do not depend on
- * the thread count.  The batch's dW is scratch too, taken and returned
- * within each call.  A 1x1 kernel with stride 1 and no padding needs no
+ * where dY_c is the chunk's dY gathered [Cout, n*Hout*Wout].  col itself
+ * is never stored: the GEMM packs its panels straight from the chunk's
+ * zero-padded input planes through two offset tables (conv_lowering,
+ * plast_gemm_gather_mt), with the bits of the stored matrix.  The chunk
+ * (at most CONV_CHUNK_BYTES of col and Y_c / dY_c together) depends on
+ * the shapes and the batch only, so the bits do not depend on the thread
+ * count.  The batch's dW is scratch too, taken and returned within each
+ * call.  A 1x1 kernel with stride 1 and no padding needs no
  * lowering: it runs sample by sample on x itself, with no scratch but dW. */
 #include "config.h"
 
@@ -27,6 +30,7 @@
 #include "plast/gemm.h"
 #include "plast/layer.h"
 #include "builtin.h"
+#include "gemm_kernels.h"
 #include "geometry.h"
 #include "simd.h"
 
@@ -103,7 +107,9 @@ static int conv2d_shape(plast_layer *l, int cout, int k, int s, int p, int bias,
     if (hout > INT_MAX || wout > INT_MAX || __builtin_mul_overflow(in->dim[0], k * k, &rows) ||
         __builtin_mul_overflow((int)hout, (int)wout, &cols) ||
         __builtin_mul_overflow((size_t)rows, (size_t)cout, &count) ||
-        __builtin_mul_overflow((size_t)cols, (size_t)cout, &count))
+        __builtin_mul_overflow((size_t)cols, (size_t)cout, &count) ||
+        /* one sample's padded planes: the lowering's offsets are int32 */
+        (long long)in->dim[0] * (in->dim[1] + 2LL * p) * (in->dim[2] + 2LL * p) > INT32_MAX)
         return plast_err_set(e, PLAST_E_INVAL,
                              "conv2d sizes overflow: input %s, %d channels, kernel %d",
                              plast_shape_str(in, buf, sizeof buf), cout, k);
@@ -169,7 +175,7 @@ static size_t padded_size(const conv_geom *g)
 
 /* dst[0, n) = src[0, n) in whole 8- or 4-float blocks (the last one
  * overlapping the one before), which the compiler moves as vectors. */
-static void copy_run(plast_real *restrict dst, const plast_real *restrict src, int n)
+static inline __attribute__((always_inline)) void copy_run(plast_real *restrict dst, const plast_real *restrict src, int n)
 {
     if (n >= 8) {
         for (int i = 0; i + 8 < n; i += 8)
@@ -185,7 +191,7 @@ static void copy_run(plast_real *restrict dst, const plast_real *restrict src, i
 }
 
 /* dst[0, n) += src[0, n). */
-static void add_run(plast_real *restrict dst, const plast_real *restrict src, int n)
+static inline __attribute__((always_inline)) void add_run(plast_real *restrict dst, const plast_real *restrict src, int n)
 {
     PLAST_SIMD
     for (int i = 0; i < n; i++)
@@ -216,24 +222,8 @@ static void crop_plane(const conv_geom *g, const plast_real *pad, plast_real *dx
                  g->w);
 }
 
-/* One row of one sample's columns, from its padded plane:
- * dst[(oy, ox)] = pad[oy*s + ky, ox*s + kx]. */
-static void im2col_row(const conv_geom *g, const plast_real *pad, int ky, int kx,
-                       plast_real *dst)
-{
-    size_t wp = (size_t)padded_width(g);
-    for (int oy = 0; oy < g->hout; oy++, dst += g->wout) {
-        const plast_real *src = pad + (size_t)(oy * g->s + ky) * wp + (size_t)kx;
-        if (g->s == 1)
-            copy_run(dst, src, g->wout);
-        else
-            for (int ox = 0; ox < g->wout; ox++)
-                dst[ox] = src[(size_t)ox * (size_t)g->s];
-    }
-}
-
-/* The adjoint of im2col_row: pad[pixel] += every entry of src at it, in
- * src's order. */
+/* One row of one sample's column gradient, added where its entries were
+ * read from: pad[(oy*s + ky, ox*s + kx)] += src[(oy, ox)], in src's order. */
 static void col2im_row(const conv_geom *g, const plast_real *src, int ky, int kx,
                        plast_real *pad)
 {
@@ -248,30 +238,107 @@ static void col2im_row(const conv_geom *g, const plast_real *src, int ky, int kx
     }
 }
 
-/* The columns of nc samples side by side: col [rows, nc*cols], sample i's
- * [rows, cols] block at column i*cols, rows in the weight's (ci, ky, kx)
- * order; pad holds one padded plane. */
-static void im2col_chunk(const conv_geom *g, const plast_real *x, int nc, plast_real *col,
-                         plast_real *pad)
+/* The lowering of a chunk of nc samples, which the GEMM reads in place
+ * (plast_gemm_gather_mt) instead of a column matrix: the samples' padded
+ * input planes pad [nc][Cin][Hp][Wp]; tap[r] = the offset of kernel tap
+ * r = (ci, ky, kx) from a window's corner; pix[j] = the offset of the
+ * corner of output pixel j = (i, oy, ox)'s window.  Column matrix entry
+ * (r, j) is pad[tap[r] + pix[j]]. */
+typedef struct conv_lowering {
+    plast_real *pad;
+    int32_t *tap, *pix;
+} conv_lowering;
+
+static size_t padded_sample(const conv_geom *g)
 {
-    size_t ld = (size_t)nc * (size_t)g->cols, nx = (size_t)g->cin * plane_size(g);
-    for (int i = 0; i < nc; i++)
-        for (int ci = 0; ci < g->cin; ci++) {
-            pad_plane(g, x + (size_t)i * nx + (size_t)ci * plane_size(g), pad);
-            for (int ky = 0; ky < g->k; ky++)
-                for (int kx = 0; kx < g->k; kx++) {
-                    size_t r = (size_t)((ci * g->k + ky) * g->k + kx);
-                    im2col_row(g, pad, ky, kx, col + r * ld + (size_t)i * (size_t)g->cols);
-                }
-        }
+    return (size_t)g->cin * padded_size(g);
+}
+
+/* Floats (and int32s) a lowering of nb samples takes. */
+static size_t lowering_size(const conv_geom *g, int nb)
+{
+    return (size_t)nb * (padded_sample(g) + (size_t)g->cols) + (size_t)g->rows;
+}
+
+/* The offsets for up to nb samples; pad is set, not filled. */
+static conv_lowering lowering_at(const conv_geom *g, int nb, plast_real *at)
+{
+    conv_lowering lw = {at, NULL, NULL};
+    lw.tap = (int32_t *)(at + (size_t)nb * padded_sample(g));
+    lw.pix = lw.tap + g->rows;
+    int wp = padded_width(g), r = 0, j = 0;
+    for (int ci = 0; ci < g->cin; ci++)
+        for (int ky = 0; ky < g->k; ky++)
+            for (int kx = 0; kx < g->k; kx++)
+                lw.tap[r++] = (int32_t)((size_t)ci * padded_size(g)) + ky * wp + kx;
+    for (int i = 0; i < nb; i++)
+        for (int oy = 0; oy < g->hout; oy++)
+            for (int ox = 0; ox < g->wout; ox++)
+                lw.pix[j++] = (int32_t)((size_t)i * padded_sample(g)) + oy * g->s * wp + ox * g->s;
+    return lw;
+}
+
+/* The nc samples' input planes into lw's padded planes. */
+static void pad_chunk(const conv_geom *g, const plast_real *x, int nc, const conv_lowering *lw)
+{
+    for (size_t q = 0; q < (size_t)nc * (size_t)g->cin; q++)
+        pad_plane(g, x + q * plane_size(g), lw->pad + q * padded_size(g));
 }
 
 /* The adjoint: dx of the nc samples = every col entry summed at its
  * pixel, each pixel's sum in the order of its sample's columns. */
+/* col2im at stride 1, one input plane: each row of dxc summed in a
+ * register, 16 pixels at a time, tap by tap in (ky, kx) order, so every
+ * pixel adds its terms in the order col2im_row would and starts from the
+ * same +0 (a sum that starts at +0 is never -0, so the zeros loaded for
+ * the taps that miss a pixel change no bit either).  The padding's
+ * pixels are never formed. */
+#if defined __x86_64__ && defined __GNUC__
+#include <immintrin.h>
+#define HAVE_COL2IM_AVX512 1
+__attribute__((target("avx512f"))) static void
+col2im_plane_s1(const conv_geom *g, const plast_real *col, size_t ld, int ci, plast_real *dxc)
+{
+    for (int iy = 0; iy < g->h; iy++)
+        for (int x0 = 0; x0 < g->w; x0 += 16) {
+            __m512 acc = _mm512_setzero_ps();
+            for (int ky = 0; ky < g->k; ky++) {
+                int oy = iy + g->p - ky;
+                if (oy < 0 || oy >= g->hout)
+                    continue;
+                for (int kx = 0; kx < g->k; kx++) {
+                    size_t r = (size_t)((ci * g->k + ky) * g->k + kx);
+                    int ox0 = x0 + g->p - kx; /* source column of lane 0 */
+                    int lo = ox0 < 0 ? -ox0 : 0, hi = g->wout - ox0;
+                    if (hi > 16)
+                        hi = 16;
+                    if (hi <= lo)
+                        continue;
+                    __mmask16 m = (__mmask16)(((1u << (hi - lo)) - 1) << lo);
+                    const plast_real *src = col + r * ld + (size_t)oy * (size_t)g->wout;
+                    acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, src + ox0));
+                }
+            }
+            int n = g->w - x0 < 16 ? g->w - x0 : 16;
+            _mm512_mask_storeu_ps(dxc + (size_t)iy * (size_t)g->w + x0,
+                                  (__mmask16)((1u << n) - 1), acc);
+        }
+}
+#endif
+
 static void col2im_chunk(const conv_geom *g, const plast_real *col, int nc, plast_real *dx,
                          plast_real *pad)
 {
     size_t ld = (size_t)nc * (size_t)g->cols, nx = (size_t)g->cin * plane_size(g);
+#ifdef HAVE_COL2IM_AVX512
+    if (g->s == 1 && __builtin_cpu_supports("avx512f")) {
+        for (int i = 0; i < nc; i++)
+            for (int ci = 0; ci < g->cin; ci++)
+                col2im_plane_s1(g, col + (size_t)i * (size_t)g->cols, ld, ci,
+                                dx + (size_t)i * nx + (size_t)ci * plane_size(g));
+        return;
+    }
+#endif
     for (int i = 0; i < nc; i++)
         for (int ci = 0; ci < g->cin; ci++) {
             memset(pad, 0, padded_size(g) * sizeof *pad);
@@ -285,12 +352,15 @@ static void col2im_chunk(const conv_geom *g, const plast_real *col, int nc, plas
 }
 
 /* Samples lowered at once: at least one, at most the batch, with the
- * chunk's columns [rows, n*cols] and output [cout, n*cols] (one scratch
- * block) within CONV_CHUNK_BYTES and n*cols an int. */
+ * chunk's column matrix [rows, n*cols] (which backward stores for dX, and
+ * which the GEMM packs) and its output [cout, n*cols] within
+ * CONV_CHUNK_BYTES, n*cols an int and every lowering offset an int32. */
 static int chunk_samples(const conv_geom *g, int batch)
 {
     size_t per = (size_t)(g->rows + g->cout) * (size_t)g->cols * sizeof(plast_real);
     size_t n = CONV_CHUNK_BYTES / per, most = (size_t)(INT_MAX / g->cols);
+    if (most > INT32_MAX / padded_sample(g))
+        most = INT32_MAX / padded_sample(g);
     if (n > most)
         n = most;
     if (n > (size_t)batch)
@@ -335,14 +405,44 @@ static void scatter_output(const conv_geom *g, const plast_real *yc, int nc,
         }
 }
 
-/* The inverse gather: the samples' dY blocks side by side in dyc. */
-static void gather_grad(const conv_geom *g, const plast_real *dy, int nc, plast_real *dyc)
+/* The bias gradient, db[c] += dY summed over batch and space, in two
+ * parts: per channel CONV_LANES partial sums (pixel j of each sample into
+ * lane j % CONV_LANES, samples in order), taken chunk by chunk while the
+ * chunk's dY is in cache; then the lanes in order, added to db
+ * (add_bias_grad).  One sample's row of channel c into its lanes: */
+static inline void add_row_lanes(const plast_real *row, int cols, plast_real *acc)
+{
+    int body = cols / CONV_LANES * CONV_LANES;
+    for (int j = 0; j < body; j += CONV_LANES)
+        for (int k = 0; k < CONV_LANES; k++)
+            acc[k] += row[j + k];
+    for (int j = body; j < cols; j++)
+        acc[j - body] += row[j];
+}
+
+static void add_bias_lanes(const conv_geom *g, const plast_real *dy, int nc, plast_real *lanes)
+{
+    size_t ny = (size_t)g->cout * (size_t)g->cols;
+    for (int c = 0; c < g->cout; c++)
+        for (int n = 0; n < nc; n++)
+            add_row_lanes(dy + (size_t)n * ny + (size_t)c * (size_t)g->cols, g->cols,
+                          lanes + (size_t)c * CONV_LANES);
+}
+
+/* The inverse gather: the samples' dY blocks side by side in dyc, each
+ * block added to the bias lanes (NULL: none) on the way: every lane still
+ * takes its terms in sample order. */
+PLAST_CLONES static void gather_grad(const conv_geom *g, const plast_real *dy, int nc,
+                                     plast_real *dyc, plast_real *lanes)
 {
     size_t cols = (size_t)g->cols, ld = (size_t)nc * cols;
     for (int i = 0; i < nc; i++)
-        for (int c = 0; c < g->cout; c++)
-            memcpy(dyc + (size_t)c * ld + (size_t)i * cols,
-                   dy + ((size_t)i * (size_t)g->cout + (size_t)c) * cols, cols * sizeof *dyc);
+        for (int c = 0; c < g->cout; c++) {
+            const plast_real *src = dy + ((size_t)i * (size_t)g->cout + (size_t)c) * cols;
+            memcpy(dyc + (size_t)c * ld + (size_t)i * cols, src, cols * sizeof *dyc);
+            if (lanes)
+                add_row_lanes(src, g->cols, lanes + (size_t)c * CONV_LANES);
+        }
 }
 
 static const plast_real *bias_of(const plast_layer *l)
@@ -350,16 +450,15 @@ static const plast_real *bias_of(const plast_layer *l)
     return l->nparams > 1 ? l->param[1].w : NULL;
 }
 
-/* Y = W col + b for nc samples in one product; buf holds the columns,
- * then the product [cout, nc*cols]; pad one padded plane. */
+/* Y = W col + b for nc samples in one product, col read through lw;
+ * yc [cout, nc*cols] holds the product. */
 static void forward_chunk(const plast_layer *l, const conv_geom *g, const plast_real *x, int nc,
-                          plast_real *buf, plast_real *pad, plast_real *y, int threads)
+                          const conv_lowering *lw, plast_real *yc, plast_real *y, int threads)
 {
     int ld = nc * g->cols;
-    plast_real *yc = buf + (size_t)g->rows * (size_t)ld;
-    im2col_chunk(g, x, nc, buf, pad);
-    plast_gemm_mt(threads, 0, 0, g->cout, ld, g->rows, 1.0f, l->param[0].w, g->rows, buf, ld,
-                  0.0f, yc, ld);
+    pad_chunk(g, x, nc, lw);
+    plast_gemm_gather_mt(NULL, threads, 0, g->cout, ld, g->rows, 1.0f, l->param[0].w, g->rows,
+                         lw->pad, lw->tap, lw->pix, 0.0f, yc, ld);
     scatter_output(g, yc, nc, bias_of(l), y);
 }
 
@@ -397,39 +496,17 @@ static int conv2d_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y
         return PLAST_OK;
     }
     int nb = chunk_samples(&g, batch);
-    plast_real *buf =
-        scratch_alloc(l, ctx, g.rows + g.cout, nb * g.cols, padded_size(&g), "column", e);
+    plast_real *buf = scratch_alloc(l, ctx, g.cout, nb * g.cols, lowering_size(&g, nb), "output", e);
     if (!buf)
         return PLAST_E_NOMEM;
-    plast_real *pad = buf + (size_t)(g.rows + g.cout) * (size_t)(nb * g.cols);
+    conv_lowering lw = lowering_at(&g, nb, buf + (size_t)g.cout * (size_t)(nb * g.cols));
     for (int n0 = 0; n0 < batch; n0 += nb) {
         int nc = batch - n0 < nb ? batch - n0 : nb;
-        forward_chunk(l, &g, x->data + (size_t)n0 * nx, nc, buf, pad, y->data + (size_t)n0 * ny,
-                      ctx->threads);
+        forward_chunk(l, &g, x->data + (size_t)n0 * nx, nc, &lw, buf,
+                      y->data + (size_t)n0 * ny, ctx->threads);
     }
     plast_mem_free(ctx->mem, buf);
     return PLAST_OK;
-}
-
-/* The bias gradient, db[c] += dY summed over batch and space, in two
- * parts: per channel CONV_LANES partial sums (pixel j of each sample into
- * lane j % CONV_LANES, samples in order), taken chunk by chunk while the
- * chunk's dY is in cache; then the lanes in order, added to db. */
-static void add_bias_lanes(const conv_geom *g, const plast_real *dy, int nc, plast_real *lanes)
-{
-    size_t ny = (size_t)g->cout * (size_t)g->cols;
-    int body = g->cols / CONV_LANES * CONV_LANES;
-    for (int c = 0; c < g->cout; c++) {
-        plast_real *acc = lanes + (size_t)c * CONV_LANES;
-        for (int n = 0; n < nc; n++) {
-            const plast_real *row = dy + (size_t)n * ny + (size_t)c * (size_t)g->cols;
-            for (int j = 0; j < body; j += CONV_LANES)
-                for (int k = 0; k < CONV_LANES; k++)
-                    acc[k] += row[j + k];
-            for (int j = body; j < g->cols; j++)
-                acc[j - body] += row[j];
-        }
-    }
 }
 
 static void add_bias_grad(const conv_geom *g, const plast_real *lanes, plast_real *db)
@@ -442,30 +519,63 @@ static void add_bias_grad(const conv_geom *g, const plast_real *lanes, plast_rea
     }
 }
 
-/* Backward for nc samples in long products: buf holds the columns (then
- * dcol) and dY gathered [cout, nc*cols].  dw (NULL when frozen) gets
+/* Scratch of a backward call: dY of a chunk gathered, dyc [cout, nb*cols];
+ * for dX the column gradient dcol [rows, nb*cols] and one padded plane;
+ * for dW the lowering. */
+typedef struct conv_back {
+    plast_real *dyc, *dcol, *plane;
+    conv_lowering lw;
+} conv_back;
+
+/* Floats a backward call needs after dyc: (SIZE_MAX if that overflows). */
+static size_t back_extra(const conv_geom *g, int nb, const plast_tensor *dx, int frozen)
+{
+    size_t dcol = 0, n = 0;
+    if (dx && (__builtin_mul_overflow((size_t)g->rows, (size_t)nb * (size_t)g->cols, &dcol) ||
+               __builtin_add_overflow(dcol, padded_size(g), &n)))
+        return SIZE_MAX;
+    if (!frozen && __builtin_add_overflow(n, lowering_size(g, nb), &n))
+        return SIZE_MAX;
+    return n;
+}
+
+/* back_extra's parts, laid out after dyc in buf. */
+static conv_back back_scratch(const conv_geom *g, int nb, plast_real *buf,
+                              const plast_tensor *dx, int frozen)
+{
+    size_t ld = (size_t)nb * (size_t)g->cols;
+    conv_back sb = {buf, NULL, NULL, {NULL, NULL, NULL}};
+    plast_real *at = buf + (size_t)g->cout * ld;
+    if (dx) {
+        sb.dcol = at;
+        sb.plane = at + (size_t)g->rows * ld;
+        at = sb.plane + padded_size(g);
+    }
+    if (!frozen)
+        sb.lw = lowering_at(g, nb, at);
+    return sb;
+}
+
+/* Backward for nc samples in long products.  dw (NULL when frozen) gets
  * dY col^T, stored by the first chunk and added by the others; dx (NULL:
  * not wanted) gets col2im(W^T dY). */
 static void backward_chunk(const plast_layer *l, const conv_geom *g, const plast_real *x,
-                           const plast_real *dy, int nc, plast_real *buf, plast_real *pad,
-                           plast_real *dw, plast_real *lanes, int first, plast_real *dx,
-                           int threads)
+                           const plast_real *dy, int nc, const conv_back *sb, plast_real *dw,
+                           plast_real *lanes, int first, plast_real *dx, int threads)
 {
     int ld = nc * g->cols;
-    plast_real *dyc = buf + (size_t)g->rows * (size_t)ld;
-    gather_grad(g, dy, nc, dyc);
-    if (lanes)
-        add_bias_lanes(g, dy, nc, lanes);
-    if (dw) {
-        im2col_chunk(g, x, nc, buf, pad);
-        plast_gemm_mt(threads, 0, 1, g->cout, g->rows, ld, 1.0f, dyc, ld, buf, ld,
-                      first ? 0.0f : 1.0f, dw, g->rows);
+    gather_grad(g, dy, nc, sb->dyc, lanes);
+    if (dw) { /* col^T as op(B): its row k is pixel pix[k], its column j tap tap[j] */
+        pad_chunk(g, x, nc, &sb->lw);
+        plast_gemm_gather_mt(NULL, threads, 0, g->cout, g->rows, ld, 1.0f, sb->dyc, ld,
+                             sb->lw.pad, sb->lw.pix, sb->lw.tap, first ? 0.0f : 1.0f, dw,
+                             g->rows);
     }
     if (!dx)
         return;
-    plast_gemm_mt(threads, 1, 0, g->rows, ld, g->cout, 1.0f, l->param[0].w, g->rows, dyc, ld,
-                  0.0f, buf, ld);
-    col2im_chunk(g, buf, nc, dx, pad);
+    plast_gemm_mt(threads, 1, 0, g->rows, ld, g->cout, 1.0f, l->param[0].w, g->rows, sb->dyc,
+                  ld, 0.0f, sb->dcol, ld);
+    col2im_chunk(g, sb->dcol, nc, dx, sb->plane);
 }
 
 /* Pointwise, one sample at a time: dw (+)= dY_s x_s^T, dx_s = W^T dY_s. */
@@ -512,10 +622,13 @@ static int conv2d_backward(plast_layer *l, const plast_tensor *x, const plast_te
         return rc;
     int nb = chunk_samples(&g, batch);
     plast_real *buf = NULL, *dw = NULL;
-    if (!is_pointwise(&g) &&
-        !(buf = scratch_alloc(l, ctx, g.rows + g.cout, nb * g.cols, padded_size(&g), "column",
-                              e)))
-        return PLAST_E_NOMEM;
+    conv_back sb = {0};
+    if (!is_pointwise(&g)) {
+        if (!(buf = scratch_alloc(l, ctx, g.cout, nb * g.cols, back_extra(&g, nb, dx, l->frozen),
+                                  "output gradient", e)))
+            return PLAST_E_NOMEM;
+        sb = back_scratch(&g, nb, buf, dx, l->frozen);
+    }
     /* the weight gradient, then the bias's lanes */
     size_t nlanes = l->nparams > 1 ? (size_t)g.cout * CONV_LANES : 0;
     if (!l->frozen &&
@@ -532,11 +645,10 @@ static int conv2d_backward(plast_layer *l, const plast_tensor *x, const plast_te
         if (lanes)
             add_bias_lanes(&g, dy->data, batch, lanes);
     }
-    plast_real *pad = buf ? buf + (size_t)(g.rows + g.cout) * (size_t)(nb * g.cols) : NULL;
     for (int n0 = 0; buf && n0 < batch; n0 += nb) {
         int nc = batch - n0 < nb ? batch - n0 : nb;
-        backward_chunk(l, &g, x->data + (size_t)n0 * nx, dy->data + (size_t)n0 * ny, nc, buf,
-                       pad, dw, lanes, n0 == 0, dx ? dx->data + (size_t)n0 * nx : NULL,
+        backward_chunk(l, &g, x->data + (size_t)n0 * nx, dy->data + (size_t)n0 * ny, nc, &sb,
+                       dw, lanes, n0 == 0, dx ? dx->data + (size_t)n0 * nx : NULL,
                        ctx->threads);
     }
     if (dw)
