@@ -9,6 +9,9 @@
  * path, stays in L1 while the A panels of the block (MC x KC, 256 KiB)
  * stream from L2 past it.  Panels are zero-padded to full MR/NR, so the
  * kernels' inner loops have no edge cases; only the write to C clips.
+ * Whole panels that are k-major in memory already (op(A) = A^T, op(B) =
+ * B) are not copied: the kernel reads them in place, stepping by the
+ * leading dimension instead of MR or NR (same values, same bits).
  *
  * Summation order, which fixes the bits: K is cut into nkb = ceil(K / KC)
  * nearly equal blocks (KC from the path).  Within a block each element of
@@ -165,7 +168,7 @@ typedef float gemm_v4u __attribute__((vector_size(16), aligned(4), may_alias));
 #define PORT_NV (PORT_NR / 4)
 
 static void port_tile(int kc, const plast_real *restrict a, const plast_real *restrict b,
-                      plast_real *restrict tile)
+                      size_t a_step, size_t b_step, plast_real *restrict tile)
 {
     gemm_v4 c[PORT_MR][PORT_NV];
 #pragma GCC unroll 16
@@ -185,8 +188,8 @@ static void port_tile(int kc, const plast_real *restrict a, const plast_real *re
             for (int v = 0; v < PORT_NV; v++)
                 c[i][v] += ai * bv[v];
         }
-        a += PORT_MR;
-        b += PORT_NR;
+        a += a_step;
+        b += b_step;
     }
 #pragma GCC unroll 16
     for (int i = 0; i < PORT_MR; i++)
@@ -196,15 +199,15 @@ static void port_tile(int kc, const plast_real *restrict a, const plast_real *re
 }
 #else
 static void port_tile(int kc, const plast_real *restrict a, const plast_real *restrict b,
-                      plast_real *restrict tile)
+                      size_t a_step, size_t b_step, plast_real *restrict tile)
 {
     plast_real c[PORT_MR][PORT_NR] = {{0.0f}};
     for (int p = 0; p < kc; p++) {
         for (int i = 0; i < PORT_MR; i++)
             for (int j = 0; j < PORT_NR; j++)
                 c[i][j] += a[i] * b[j];
-        a += PORT_MR;
-        b += PORT_NR;
+        a += a_step;
+        b += b_step;
     }
     memcpy(tile, c, sizeof c);
 }
@@ -214,7 +217,7 @@ static void port_kernel(int kc, const plast_real *a, const plast_real *b, plast_
                         size_t ldc, int mr, int nr, const gemm_store *st)
 {
     plast_real tile[PORT_MR * PORT_NR];
-    port_tile(kc, a, b, tile);
+    port_tile(kc, a, b, st->a_step, st->b_step, tile);
     for (int r = 0; r < mr; r++, c += ldc) {
         const plast_real *t = tile + r * PORT_NR;
         if (!st->first)
@@ -324,12 +327,28 @@ static void pack_b(const gemm_path *p, const gemm_job *g, int k0, int kc, int j0
     (g->gather_b ? p->pack_b_gather : p->pack_b)(g, k0, kc, j0, nr, dst);
 }
 
-static void pack_b_panel(const gemm_plan *pl, const gemm_chunk *ch, int idx)
+/* Whole panels of an operand stored k-major already (op(A) = A^T, op(B) =
+ * B) are read in place by the kernel, with the leading dimension as
+ * step: packing would only copy them.  Partial panels are packed, zero
+ * padded.  (A job with B NULL runs on panels packed beforehand.) */
+static int a_in_place(const gemm_path *p, const gemm_job *g, int mr)
+{
+    return g->trans_a && mr == p->mr;
+}
+
+static int b_in_place(const gemm_path *p, const gemm_job *g, int nr)
+{
+    return g->B && !g->trans_b && !g->gather_b && nr == p->nr;
+}
+
+/* Panel idx of a chunk; one the kernel reads in place only if `all`. */
+static void pack_b_panel(const gemm_plan *pl, const gemm_chunk *ch, int idx, int all)
 {
     int b = idx / ch->npan, q = idx % ch->npan, k0, kc = kblock_len(pl, b, &k0);
-    int nr = pl->p->nr, j = q * nr;
+    int nr = pl->p->nr, j = q * nr, n = min_int(nr, ch->n - j);
     plast_real *dst = chunk_block(pl, ch, k0) + (size_t)q * (size_t)kc * (size_t)nr;
-    pack_b(pl->p, pl->g, k0, kc, ch->j0 + j, min_int(nr, ch->n - j), dst);
+    if (all || !b_in_place(pl->p, pl->g, n))
+        pack_b(pl->p, pl->g, k0, kc, ch->j0 + j, n, dst);
 }
 
 /* Rows [i0, i0+mc) of C against panels [q0, q1) of K block b, whose
@@ -340,16 +359,31 @@ static void multiply_block(const gemm_plan *pl, const plast_real *pbb, int j0, i
     const gemm_job *g = pl->g;
     const gemm_path *p = pl->p;
     int k0, kc = kblock_len(pl, b, &k0);
-    gemm_store st = {g->alpha, g->beta, b == 0};
-    for (int i = 0; i < mc; i += p->mr)
-        p->pack_a(g, i0 + i, min_int(p->mr, mc - i), k0, kc, pa + (size_t)i * (size_t)kc);
+    gemm_store st = {g->alpha, g->beta, b == 0, 0, 0};
+    for (int i = 0; i < mc; i += p->mr) {
+        int mr = min_int(p->mr, mc - i);
+        if (!a_in_place(p, g, mr))
+            p->pack_a(g, i0 + i, mr, k0, kc, pa + (size_t)i * (size_t)kc);
+    }
     for (int q = q0; q < q1; q++) {
-        const plast_real *bp = pbb + (size_t)q * (size_t)kc * (size_t)p->nr;
         int j = q * p->nr, nr = min_int(p->nr, n - j);
+        const plast_real *bp = pbb + (size_t)q * (size_t)kc * (size_t)p->nr;
+        st.b_step = (size_t)p->nr;
+        if (b_in_place(p, g, nr)) {
+            bp = g->B + (size_t)k0 * (size_t)g->ldb + (size_t)(j0 + j);
+            st.b_step = (size_t)g->ldb;
+        }
         plast_real *c = g->C + (size_t)i0 * (size_t)g->ldc + (size_t)(j0 + j);
-        for (int i = 0; i < mc; i += p->mr)
-            p->kernel(kc, pa + (size_t)i * (size_t)kc, bp, c + (size_t)i * (size_t)g->ldc,
-                      (size_t)g->ldc, min_int(p->mr, mc - i), nr, &st);
+        for (int i = 0; i < mc; i += p->mr) {
+            int mr = min_int(p->mr, mc - i);
+            const plast_real *ap = pa + (size_t)i * (size_t)kc;
+            st.a_step = (size_t)p->mr;
+            if (a_in_place(p, g, mr)) {
+                ap = g->A + (size_t)k0 * (size_t)g->lda + (size_t)(i0 + i);
+                st.a_step = (size_t)g->lda;
+            }
+            p->kernel(kc, ap, bp, c + (size_t)i * (size_t)g->ldc, (size_t)g->ldc, mr, nr, &st);
+        }
     }
 }
 
@@ -442,7 +476,7 @@ static void run_chunks_team(const gemm_plan *pl, int chunk_n, plast_real *pb, pl
             int npack = pl->nkb * ch.npan;
 #pragma omp for schedule(dynamic)
             for (int idx = 0; idx < npack; idx++)
-                pack_b_panel(pl, &ch, idx);
+                pack_b_panel(pl, &ch, idx, 0);
 #pragma omp for schedule(dynamic) nowait
             for (int t = 0; t < ntasks; t++)
                 run_task(pl, &ch, t, my_pa);
@@ -469,7 +503,7 @@ static void run_chunks(const gemm_plan *pl, int chunk_n, plast_real *pb, plast_r
     for (int j0 = 0; j0 < pl->g->N; j0 += chunk_n) {
         gemm_chunk ch = chunk_at(pl, j0, chunk_n, pb);
         for (int idx = 0; idx < pl->nkb * ch.npan; idx++)
-            pack_b_panel(pl, &ch, idx);
+            pack_b_panel(pl, &ch, idx, 0);
         for (int t = 0; t < pl->tm * pl->tn; t++)
             run_task(pl, &ch, t, pa);
     }
@@ -564,7 +598,7 @@ int plast_gemm_pack_b_once(plast_gemm_packed_b *pk, int trans_b, int N, int K,
     gemm_plan pl = {&g, p, div_up(K, p->kc), 0, 0, 1, 1, 1, 0};
     gemm_chunk ch = chunk_at(&pl, 0, npan * p->nr, buf);
     for (int idx = 0; idx < pl.nkb * ch.npan; idx++)
-        pack_b_panel(&pl, &ch, idx);
+        pack_b_panel(&pl, &ch, idx, 1);
     *pk = (plast_gemm_packed_b){p, N, K, buf};
     return 0;
 }

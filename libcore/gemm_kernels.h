@@ -36,11 +36,16 @@ typedef struct gemm_job {
     const gemm_gather *gather_b;
 } gemm_job;
 
-/* How a tile is written back: C = alpha*T when first and beta is 0 (C is
+/* How a kernel steps through its panels and writes the tile back.
+ * The A panel's k-th column (MR values) starts a_step floats after the
+ * (k-1)-th, the B panel's k-th row (NR values) b_step after the (k-1)-th:
+ * MR and NR for packed panels, lda and ldb when a kernel reads an
+ * operand in place.  Then C = alpha*T when first and beta is 0 (C is
  * never read), C = beta*C + alpha*T when first, C += alpha*T after that. */
 typedef struct gemm_store {
     float alpha, beta;
     int first;
+    size_t a_step, b_step;
 } gemm_store;
 
 /* op(A)[i0 .. i0+mr) x [k0 .. k0+kc), mr <= MR, into one panel dst[p*MR + i],

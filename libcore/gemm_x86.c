@@ -332,6 +332,7 @@ TARGET_AVX512 static void z_kernel(int kc, const plast_real *a, const plast_real
             _mm_prefetch((const char *)(c + (size_t)i * ldc + nr - 1), _MM_HINT_T0);
         }
     }
+    size_t a_step = st->a_step, b_step = st->b_step;
     for (int p = 0; p < kc; p++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 8
@@ -340,8 +341,8 @@ TARGET_AVX512 static void z_kernel(int kc, const plast_real *a, const plast_real
             acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
         }
-        a += Z_MR;
-        b += Z_NR;
+        a += a_step;
+        b += b_step;
     }
     int mode = store_mode(st);
     __m512 alpha = _mm512_set1_ps(st->alpha), beta = _mm512_set1_ps(st->beta);
@@ -397,6 +398,7 @@ TARGET_AVX2 static void y_kernel(int kc, const plast_real *a, const plast_real *
             _mm_prefetch((const char *)(c + (size_t)i * ldc + nr - 1), _MM_HINT_T0);
         }
     }
+    size_t a_step = st->a_step, b_step = st->b_step;
     for (int p = 0; p < kc; p++) {
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 8
@@ -405,8 +407,8 @@ TARGET_AVX2 static void y_kernel(int kc, const plast_real *a, const plast_real *
             acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
             acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
         }
-        a += Y_MR;
-        b += Y_NR;
+        a += a_step;
+        b += b_step;
     }
     int mode = store_mode(st);
     __m256 alpha = _mm256_set1_ps(st->alpha), beta = _mm256_set1_ps(st->beta);
