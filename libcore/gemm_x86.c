@@ -254,7 +254,8 @@ static void z_split_runs(const gemm_gather_run *runs, int nrun, z_half_runs half
         }
 }
 
-/* 16 columns of a gathered row: each run expand-loaded into its lanes. */
+/* 16 columns of a gathered row: each run expand-loaded into its lanes
+ * (faster here than whole loads blended in, and reads only the run). */
 TARGET_AVX512 static inline __m512 z_gather_half(const plast_real *src, const z_half_runs *hr)
 {
     __m512 v = _mm512_setzero_ps();
@@ -264,8 +265,8 @@ TARGET_AVX512 static inline __m512 z_gather_half(const plast_real *src, const z_
 }
 
 /* A gathered op(B) panel: each row is assembled in two zmm registers, a
- * run of its columns at a time (an expand-load puts a run's contiguous
- * values in its lanes), then stored whole; columns past nr stay zero. */
+ * run of its columns at a time, then stored whole; columns past nr stay
+ * zero. */
 TARGET_AVX512 static void z_pack_b_gather(const gemm_job *g, int k0, int kc, int j0, int nr,
                                           plast_real *dst)
 {

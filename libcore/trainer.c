@@ -548,8 +548,6 @@ int plast_trainer_evaluate(plast_trainer *t, double *loss, double *acc, plast_er
 
 /* ---- divergence ---- */
 
-/* Exponent all ones: Inf or NaN.  On the bits, so the loop vectorises: it
- * runs over every weight after every batch. */
 /* A value is NaN or infinite when its exponent bits are all ones, i.e.
  * when ~bits has none of them: the smallest ~bits & exponent over the
  * array is then 0.  An integer min, so the loop vectorises (run after

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layers/conv2d_x86.h"
 #include "layertest.h"
 
 extern const plast_layer_ops plast_layer_conv2d;
@@ -626,4 +627,61 @@ Test(conv, oversized_output_is_refused)
                    PLAST_E_INVAL, "conv2d sizes overflow");
     expect_refused("channels = 65536\nkernel = 64\npadding = 32\n", lt_shape3(600000, 64, 64),
                    PLAST_E_INVAL, "conv2d sizes overflow"); /* Cin k k > INT_MAX */
+}
+
+/* ---- the AVX-512 col2im against a scalar reference ---- */
+
+/* dX of one plane from its column gradient, as col2im_row does it: every
+ * pixel sums its taps in (ky, kx) order from +0. */
+static void col2im_reference(const float *col, size_t ld, int ci, int k, int p, int hout,
+                             int wout, int h, int w, float *dxc)
+{
+    for (int iy = 0; iy < h; iy++)
+        for (int ix = 0; ix < w; ix++) {
+            float acc = 0.0f;
+            for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++) {
+                    int oy = iy + p - ky, ox = ix + p - kx;
+                    if (oy >= 0 && oy < hout && ox >= 0 && ox < wout)
+                        acc += col[(size_t)((ci * k + ky) * k + kx) * ld +
+                                   (size_t)(oy * wout + ox)];
+                }
+            dxc[iy * w + ix] = acc;
+        }
+}
+
+/* Bit for bit, on planes narrower and wider than a vector (7, 14, 33
+ * pixels), padding 0 to k-1, two channels, columns with -0 and with
+ * cancelling pairs (sums that pass through +0). */
+Test(conv, avx512_col2im_equals_the_reference)
+{
+    if (!plast_conv2d_avx512())
+        cr_skip_test("no AVX-512F on this CPU (or build)");
+    static const struct {
+        int k, p, h, w;
+    } cases[] = {{3, 1, 7, 5}, {5, 2, 14, 14}, {5, 0, 20, 21}, {3, 2, 9, 33}, {1, 0, 3, 17}};
+    uint32_t seed = 9;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int k = cases[c].k, p = cases[c].p, h = cases[c].h, w = cases[c].w;
+        int hout = h + 2 * p - k + 1, wout = w + 2 * p - k + 1, cin = 2;
+        size_t ld = (size_t)hout * wout + 3, n = (size_t)cin * k * k * ld;
+        float *col = malloc(n * sizeof *col), *got = malloc((size_t)h * w * sizeof *got);
+        float *want = malloc((size_t)h * w * sizeof *want);
+        cr_assert(col && got && want);
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            uint32_t r = seed >> 8;
+            col[i] = r % 7 == 0 ? -0.0f : r % 7 == 1 ? 0.5f : r % 7 == 2 ? -0.5f
+                                                             : (float)r * 0x1p-23f - 1.0f;
+        }
+        for (int ci = 0; ci < cin; ci++) {
+            col2im_reference(col, ld, ci, k, p, hout, wout, h, w, want);
+            plast_col2im_plane_s1_avx512(col, ld, ci, k, p, hout, wout, h, w, got);
+            cr_expect(memcmp(got, want, (size_t)h * w * sizeof *got) == 0,
+                      "k %d p %d %dx%d channel %d differs", k, p, h, w, ci);
+        }
+        free(col);
+        free(got);
+        free(want);
+    }
 }

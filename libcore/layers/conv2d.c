@@ -32,6 +32,7 @@
 #include "builtin.h"
 #include "gemm_kernels.h"
 #include "geometry.h"
+#include "conv2d_x86.h"
 #include "simd.h"
 
 /* Scratch for one chunk of samples: long products for the GEMM, yet small
@@ -287,58 +288,18 @@ static void pad_chunk(const conv_geom *g, const plast_real *x, int nc, const con
 
 /* The adjoint: dx of the nc samples = every col entry summed at its
  * pixel, each pixel's sum in the order of its sample's columns. */
-/* col2im at stride 1, one input plane: each row of dxc summed in a
- * register, 16 pixels at a time, tap by tap in (ky, kx) order, so every
- * pixel adds its terms in the order col2im_row would and starts from the
- * same +0 (a sum that starts at +0 is never -0, so the zeros loaded for
- * the taps that miss a pixel change no bit either).  The padding's
- * pixels are never formed. */
-#if defined __x86_64__ && defined __GNUC__
-#include <immintrin.h>
-#define HAVE_COL2IM_AVX512 1
-__attribute__((target("avx512f"))) static void
-col2im_plane_s1(const conv_geom *g, const plast_real *col, size_t ld, int ci, plast_real *dxc)
-{
-    for (int iy = 0; iy < g->h; iy++)
-        for (int x0 = 0; x0 < g->w; x0 += 16) {
-            __m512 acc = _mm512_setzero_ps();
-            for (int ky = 0; ky < g->k; ky++) {
-                int oy = iy + g->p - ky;
-                if (oy < 0 || oy >= g->hout)
-                    continue;
-                for (int kx = 0; kx < g->k; kx++) {
-                    size_t r = (size_t)((ci * g->k + ky) * g->k + kx);
-                    int ox0 = x0 + g->p - kx; /* source column of lane 0 */
-                    int lo = ox0 < 0 ? -ox0 : 0, hi = g->wout - ox0;
-                    if (hi > 16)
-                        hi = 16;
-                    if (hi <= lo)
-                        continue;
-                    __mmask16 m = (__mmask16)(((1u << (hi - lo)) - 1) << lo);
-                    const plast_real *src = col + r * ld + (size_t)oy * (size_t)g->wout;
-                    acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, src + ox0));
-                }
-            }
-            int n = g->w - x0 < 16 ? g->w - x0 : 16;
-            _mm512_mask_storeu_ps(dxc + (size_t)iy * (size_t)g->w + x0,
-                                  (__mmask16)((1u << n) - 1), acc);
-        }
-}
-#endif
-
 static void col2im_chunk(const conv_geom *g, const plast_real *col, int nc, plast_real *dx,
                          plast_real *pad)
 {
     size_t ld = (size_t)nc * (size_t)g->cols, nx = (size_t)g->cin * plane_size(g);
-#ifdef HAVE_COL2IM_AVX512
-    if (g->s == 1 && __builtin_cpu_supports("avx512f")) {
+    if (g->s == 1 && plast_conv2d_avx512()) { /* no padded plane needed */
         for (int i = 0; i < nc; i++)
             for (int ci = 0; ci < g->cin; ci++)
-                col2im_plane_s1(g, col + (size_t)i * (size_t)g->cols, ld, ci,
-                                dx + (size_t)i * nx + (size_t)ci * plane_size(g));
+                plast_col2im_plane_s1_avx512(col + (size_t)i * (size_t)g->cols, ld, ci, g->k,
+                                             g->p, g->hout, g->wout, g->h, g->w,
+                                             dx + (size_t)i * nx + (size_t)ci * plane_size(g));
         return;
     }
-#endif
     for (int i = 0; i < nc; i++)
         for (int ci = 0; ci < g->cin; ci++) {
             memset(pad, 0, padded_size(g) * sizeof *pad);
