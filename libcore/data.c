@@ -706,6 +706,20 @@ PLAST_CLONES static void convert_f32(const float *src, size_t n, float scale, fl
         dst[j] = src[j] * scale + shift;
 }
 
+void plast_dataset_prefetch(const plast_dataset *d, const uint32_t *idx, int n)
+{
+    size_t values = plast_shape_size(&d->shape);
+    size_t bytes = values * (d->u8 ? 1 : sizeof *d->f32);
+    for (int i = 0; i < n; i++) {
+        if (idx[i] >= d->n)
+            continue;
+        const char *p = d->u8 ? (const char *)(d->u8 + (size_t)idx[i] * values)
+                              : (const char *)(d->f32 + (size_t)idx[i] * values);
+        for (size_t off = 0; off < bytes; off += 64)
+            __builtin_prefetch(p + off);
+    }
+}
+
 void plast_dataset_gather(const plast_dataset *d, const uint32_t *idx, int n, plast_real *x,
                           int32_t *labels)
 {

@@ -651,6 +651,11 @@ static int train_one_batch(plast_trainer *t, uint64_t spe, plast_err *e)
     int rc = make_batch(t, t->train, t->perm + start, n, &b, &labels, e);
     if (rc)
         return rc;
+    if (left > (size_t)n) { /* the next batch's samples load while this one trains */
+        size_t next = left - (size_t)n;
+        plast_dataset_prefetch(t->train, t->perm + start + (size_t)n,
+                               next < (size_t)t->batch ? (int)next : t->batch);
+    }
     b.step = t->step;
     plast_model_set_step(t->model, t->step);
     plast_optim_begin(t->optim, plast_optim_lr_at(t->optim, t->step, spe, t->epochs));

@@ -757,6 +757,31 @@ Test(data, gather_f32)
     plast_dataset_destroy(d);
 }
 
+/* A prefetch is only a hint: the gather after it gives the same values,
+ * and indices past the end (which gather would refuse) are skipped, on
+ * both storage types (under ASan a read of them would be reported). */
+Test(data, prefetch_changes_nothing)
+{
+    plast_dataset *d, *c;
+    plast_err e = {0};
+    cr_assert(eq(int, load_idx(&d, good_images("img", 0), good_labels("lab", 0), &e), 0));
+    const char *path = write_text("p.csv", "1,2,0\n3,4,1\n");
+    cr_assert(eq(int, load_csv(&c, path, 2, &e), 0), "%s", e.msg);
+    const uint32_t idx[3] = {2, 0, 1}, wild[3] = {1, 9999, UINT32_MAX};
+    plast_real x[3 * PIX], y[3 * PIX];
+    plast_dataset_gather(d, idx, 3, x, NULL);
+    plast_dataset_prefetch(d, wild, 3);
+    plast_dataset_prefetch(d, idx, 3);
+    plast_dataset_gather(d, idx, 3, y, NULL);
+    cr_assert(memcmp(x, y, sizeof x) == 0);
+    plast_dataset_prefetch(c, wild, 3);
+    plast_dataset_gather(c, idx + 1, 2, y, NULL);
+    cr_assert(eq(flt, y[0], 1.0f));
+    cr_assert(eq(flt, y[3], 4.0f));
+    plast_dataset_destroy(c);
+    plast_dataset_destroy(d);
+}
+
 /* ---- shuffle ------------------------------------------------------------- */
 
 /* The PCG32 reference demo (seed 42, stream 54), round 1: six u32, 65
