@@ -1,6 +1,7 @@
 #!/bin/bash
 # The "last mile" experiment (ALGORITHMS.md §5.7), run by hand from a build:
-#   make && nice bench/lastmile.sh [--quick] [--ft] [--full-grid] [--tasks LIST] WORKDIR
+#   make && nice bench/lastmile.sh [--quick] [--ft] [--full-grid] [--tasks LIST]
+#                                  [--schedule constant|cosine] WORKDIR
 #
 # 1. data      bench/lastmile data: Q1 (domain shift: rotation 30°, noise
 #              sigma 0.3) and Q2 (class shift: new classes 5-9, 20 support
@@ -53,25 +54,29 @@
 #          a 40-batch pre-training: proves the pipeline (about 1 min), the
 #          numbers mean nothing
 # --tasks: comma list of q1rot, q1noise, q2 (default all three)
+# --schedule: the learning-rate schedule of every adaptation run, bp and
+#          qzoff alike ([optimizer] schedule; default constant, as §5.7):
+#          cosine decays each run's lr to 0 over its steps
 # Environment: PLAST (default ../examples/plast of this tree; its build
 # directory must hold plugins/.libs and bench/lastmile), LASTMILE (the
 # bench/lastmile binary), PLAST_LASTMILE_THREADS (default 1).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(dirname "$HERE")
-QUICK=0 FT=0 FULL_GRID=0 TASKS="q1rot,q1noise,q2" W=""
+QUICK=0 FT=0 FULL_GRID=0 TASKS="q1rot,q1noise,q2" SCHEDULE=constant W=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --ft) FT=1 ;;
     --full-grid) FULL_GRID=1 ;;
     --tasks) TASKS=$2; shift ;;
-    -h|--help) sed -n '2,58p' "$0"; exit 0 ;;
+    --schedule) SCHEDULE=$2; shift ;;
+    -h|--help) sed -n '2,62p' "$0"; exit 0 ;;
     -*) echo "lastmile.sh: unknown option $1" >&2; exit 64 ;;
     *) W=$1 ;;
   esac; shift
 done
-[ -n "$W" ] || { echo "usage: bench/lastmile.sh [--quick] [--ft] [--full-grid] [--tasks LIST] WORKDIR" >&2
+[ -n "$W" ] || { echo "usage: bench/lastmile.sh [--quick] [--ft] [--full-grid] [--tasks LIST] [--schedule S] WORKDIR" >&2
                  exit 64; }
 mkdir -p "$W" && W=$(cd "$W" && pwd) || exit 73
 PLAST=${PLAST:-$TOP/examples/plast}
@@ -224,7 +229,8 @@ task_runs() { # TASK
              --set data.validation=100 --set run.init="$C/q2-proto.ckpt" "${Q2_HEAD[@]}") ;;
   esac
   local b=$Q1_BATCH; [ $task = q2 ] && b=$Q2_BATCH
-  TASK_ARGS+=(--epochs 1 --set run.batch=$b --set run.max_batches=$STEPS --set run.eval_batch=$b)
+  TASK_ARGS+=(--epochs 1 --set run.batch=$b --set run.max_batches=$STEPS --set run.eval_batch=$b
+             --set optimizer.schedule="$SCHEDULE")
   phase_start "$task bp"
   for lr in $LR_BP; do run $task bp-lp fp32 LP exact - - $lr "${FREEZE[@]}"; done
   for lr in $LR_BP; do run $task bp-ft fp32 FT exact - - $lr; done

@@ -11,7 +11,9 @@
  * kernels' inner loops have no edge cases; only the write to C clips.
  * Whole panels that are k-major in memory already (op(A) = A^T, op(B) =
  * B) are not copied: the kernel reads them in place, stepping by the
- * leading dimension instead of MR or NR (same values, same bits).
+ * leading dimension instead of MR or NR (same values, same bits).  A B
+ * given as offsets into an array (gemm_gather: a convolution's column
+ * matrix, never stored) is packed from the array directly.
  *
  * Summation order, which fixes the bits: K is cut into nkb = ceil(K / KC)
  * nearly equal blocks (KC from the path).  Within a block each element of
