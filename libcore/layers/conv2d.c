@@ -481,11 +481,14 @@ static void add_bias_grad(const conv_geom *g, const plast_real *lanes, plast_rea
 }
 
 /* Scratch of a backward call: dY of a chunk gathered, dyc [cout, nb*cols];
- * for dX the column gradient dcol [rows, nb*cols] and one padded plane;
- * for dW the lowering. */
+ * then, in one region, for dW the lowering and for dX the column gradient
+ * dcol [rows, nb*cols] and one padded plane.  Each chunk is done with the
+ * lowering before its dX product writes dcol over it, so the region only
+ * needs the larger of the two (and the lowering's offsets are laid out
+ * again at every chunk). */
 typedef struct conv_back {
-    plast_real *dyc, *dcol, *plane;
-    conv_lowering lw;
+    int nb;
+    plast_real *dyc, *dcol, *plane, *region;
 } conv_back;
 
 /* Floats a backward call needs after dyc: (SIZE_MAX if that overflows). */
@@ -495,25 +498,21 @@ static size_t back_extra(const conv_geom *g, int nb, const plast_tensor *dx, int
     if (dx && (__builtin_mul_overflow((size_t)g->rows, (size_t)nb * (size_t)g->cols, &dcol) ||
                __builtin_add_overflow(dcol, padded_size(g), &n)))
         return SIZE_MAX;
-    if (!frozen && __builtin_add_overflow(n, lowering_size(g, nb), &n))
-        return SIZE_MAX;
+    if (!frozen && lowering_size(g, nb) > n)
+        n = lowering_size(g, nb);
     return n;
 }
 
 /* back_extra's parts, laid out after dyc in buf. */
 static conv_back back_scratch(const conv_geom *g, int nb, plast_real *buf,
-                              const plast_tensor *dx, int frozen)
+                              const plast_tensor *dx)
 {
     size_t ld = (size_t)nb * (size_t)g->cols;
-    conv_back sb = {buf, NULL, NULL, {NULL, NULL, NULL}};
-    plast_real *at = buf + (size_t)g->cout * ld;
+    conv_back sb = {nb, buf, NULL, NULL, buf + (size_t)g->cout * ld};
     if (dx) {
-        sb.dcol = at;
-        sb.plane = at + (size_t)g->rows * ld;
-        at = sb.plane + padded_size(g);
+        sb.dcol = sb.region;
+        sb.plane = sb.region + (size_t)g->rows * ld;
     }
-    if (!frozen)
-        sb.lw = lowering_at(g, nb, at);
     return sb;
 }
 
@@ -527,10 +526,10 @@ static void backward_chunk(const plast_layer *l, const conv_geom *g, const plast
     int ld = nc * g->cols;
     gather_grad(g, dy, nc, sb->dyc, lanes);
     if (dw) { /* col^T as op(B): its row k is pixel pix[k], its column j tap tap[j] */
-        pad_chunk(g, x, nc, &sb->lw);
-        plast_gemm_gather_mt(NULL, threads, 0, g->cout, g->rows, ld, 1.0f, sb->dyc, ld,
-                             sb->lw.pad, sb->lw.pix, sb->lw.tap, first ? 0.0f : 1.0f, dw,
-                             g->rows);
+        conv_lowering lw = lowering_at(g, sb->nb, sb->region);
+        pad_chunk(g, x, nc, &lw);
+        plast_gemm_gather_mt(NULL, threads, 0, g->cout, g->rows, ld, 1.0f, sb->dyc, ld, lw.pad,
+                             lw.pix, lw.tap, first ? 0.0f : 1.0f, dw, g->rows);
     }
     if (!dx)
         return;
@@ -583,12 +582,12 @@ static int conv2d_backward(plast_layer *l, const plast_tensor *x, const plast_te
         return rc;
     int nb = chunk_samples(&g, batch);
     plast_real *buf = NULL, *dw = NULL;
-    conv_back sb = {0};
+    conv_back sb = {0, NULL, NULL, NULL, NULL};
     if (!is_pointwise(&g)) {
         if (!(buf = scratch_alloc(l, ctx, g.cout, nb * g.cols, back_extra(&g, nb, dx, l->frozen),
                                   "output gradient", e)))
             return PLAST_E_NOMEM;
-        sb = back_scratch(&g, nb, buf, dx, l->frozen);
+        sb = back_scratch(&g, nb, buf, dx);
     }
     /* the weight gradient, then the bias's lanes */
     size_t nlanes = l->nparams > 1 ? (size_t)g.cout * CONV_LANES : 0;
