@@ -160,10 +160,9 @@ static size_t plane_size(const conv_geom *g)
     return (size_t)g->h * (size_t)g->w;
 }
 
-/* The lowering works on one input plane at a time with its zero padding
- * written out, (H + 2p) x (W + 2p): every window row is then inside it,
- * and a row of the columns is hout runs of wout values with no bounds to
- * test. */
+/* The lowering writes each input plane out with its zero padding,
+ * (H + 2p) x (W + 2p): every window row is then inside it, and a row of
+ * the column matrix is hout runs of wout values with no bounds to test. */
 static int padded_width(const conv_geom *g)
 {
     return g->w + 2 * g->p;
@@ -175,8 +174,11 @@ static size_t padded_size(const conv_geom *g)
 }
 
 /* dst[0, n) = src[0, n) in whole 8- or 4-float blocks (the last one
- * overlapping the one before), which the compiler moves as vectors. */
-static inline __attribute__((always_inline)) void copy_run(plast_real *restrict dst, const plast_real *restrict src, int n)
+ * overlapping the one before), which the compiler moves as vectors;
+ * inlined, as a call costs more than a short run. */
+__attribute__((always_inline)) static inline void copy_run(plast_real *restrict dst,
+                                                           const plast_real *restrict src,
+                                                           int n)
 {
     if (n >= 8) {
         for (int i = 0; i + 8 < n; i += 8)
@@ -192,7 +194,9 @@ static inline __attribute__((always_inline)) void copy_run(plast_real *restrict 
 }
 
 /* dst[0, n) += src[0, n). */
-static inline __attribute__((always_inline)) void add_run(plast_real *restrict dst, const plast_real *restrict src, int n)
+__attribute__((always_inline)) static inline void add_run(plast_real *restrict dst,
+                                                          const plast_real *restrict src,
+                                                          int n)
 {
     PLAST_SIMD
     for (int i = 0; i < n; i++)
@@ -457,7 +461,8 @@ static int conv2d_forward(plast_layer *l, const plast_tensor *x, plast_tensor *y
         return PLAST_OK;
     }
     int nb = chunk_samples(&g, batch);
-    plast_real *buf = scratch_alloc(l, ctx, g.cout, nb * g.cols, lowering_size(&g, nb), "output", e);
+    plast_real *buf =
+        scratch_alloc(l, ctx, g.cout, nb * g.cols, lowering_size(&g, nb), "output", e);
     if (!buf)
         return PLAST_E_NOMEM;
     conv_lowering lw = lowering_at(&g, nb, buf + (size_t)g.cout * (size_t)(nb * g.cols));
