@@ -377,12 +377,17 @@ static void scatter_output(const conv_geom *g, const plast_real *yc, int nc,
  * (add_bias_grad).  One sample's row of channel c into its lanes: */
 static inline void add_row_lanes(const plast_real *row, int cols, plast_real *acc)
 {
+    plast_real sum[CONV_LANES]; /* a local copy: acc might alias row as far
+                                   as the compiler knows, which keeps every
+                                   add in memory */
+    memcpy(sum, acc, sizeof sum);
     int body = cols / CONV_LANES * CONV_LANES;
     for (int j = 0; j < body; j += CONV_LANES)
         for (int k = 0; k < CONV_LANES; k++)
-            acc[k] += row[j + k];
+            sum[k] += row[j + k];
     for (int j = body; j < cols; j++)
-        acc[j - body] += row[j];
+        sum[j - body] += row[j];
+    memcpy(acc, sum, sizeof sum);
 }
 
 static void add_bias_lanes(const conv_geom *g, const plast_real *dy, int nc, plast_real *lanes)
