@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "plast/gemm.h"
 #include "layers/conv2d_x86.h"
 #include "layertest.h"
 
@@ -283,6 +284,69 @@ Test(conv, batch_equals_samples_one_by_one)
         lt_net_fini(&one);
     }
     lt_net_fini(&all);
+}
+
+/* The weight gradient is plast_gemm of the gathered dY and the column
+ * matrix built here (dW = dY col^T), bit for bit: whichever tap order the
+ * layer lowers in (channels last when Cin >= k), only dW's columns move.
+ * The batch is one chunk, so the sums run over the same K blocks; the
+ * 14x14 case has three of them. */
+static void check_weight_gradient(int cin, int h, int w, int cout, int k, int s, int p)
+{
+    enum { B = 3 };
+    char ini[96];
+    snprintf(ini, sizeof ini, "channels = %d\nkernel = %d\nstride = %d\npadding = %d\n", cout,
+             k, s, p);
+    lt_net t;
+    lt_net_init(&t, B, lt_shape3(cin, h, w));
+    lt_net_add(&t, &plast_layer_conv2d, ini, 5);
+    plast_layer *l = &t.l[0];
+    int hout = l->out.dim[1], wout = l->out.dim[2], cols = hout * wout, n = B * cols;
+    int rows = cin * k * k;
+    plast_rng rng;
+    plast_rng_stream(&rng, 8, PLAST_STREAM_DATA, 0);
+    t.x = lt_tensor(t.mem, B, t.in);
+    lt_fill_uniform(t.x.data, t.x.size, &rng);
+    lt_net_forward(&t);
+    float *r = malloc((size_t)B * cout * cols * sizeof *r), *dyc = malloc((size_t)cout * n * 4);
+    float *col = calloc((size_t)rows * n, sizeof *col), *want = malloc((size_t)cout * rows * 4);
+    cr_assert(r && dyc && col && want);
+    lt_fill_uniform(r, (size_t)B * cout * cols, &rng);
+    for (int i = 0; i < B; i++)
+        for (int co = 0; co < cout; co++)
+            memcpy(dyc + (size_t)co * n + (size_t)i * cols, r + ((size_t)i * cout + co) * cols,
+                   (size_t)cols * sizeof *dyc);
+    for (int ci = 0; ci < cin; ci++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++)
+                for (int i = 0; i < B; i++)
+                    for (int oy = 0; oy < hout; oy++)
+                        for (int ox = 0; ox < wout; ox++) {
+                            int iy = oy * s + ky - p, ix = ox * s + kx - p;
+                            if (iy >= 0 && iy < h && ix >= 0 && ix < w)
+                                col[(size_t)((ci * k + ky) * k + kx) * n +
+                                    (size_t)(i * cols + oy * wout + ox)] =
+                                    t.x.data[(((size_t)i * cin + ci) * h + iy) * w + ix];
+                        }
+    plast_gemm(0, 1, cout, rows, n, 1.0f, dyc, n, col, n, 0.0f, want, rows);
+    memset(l->param[0].g, 0, l->param[0].count * sizeof(plast_real));
+    lt_net_backward(&t, r, NULL);
+    for (size_t i = 0; i < (size_t)cout * rows; i++)
+        cr_assert(eq(flt, l->param[0].g[i], want[i]), "Cin %d k %d: dW[%zu]", cin, k, i);
+    free(r);
+    free(dyc);
+    free(col);
+    free(want);
+    lt_net_fini(&t);
+}
+
+Test(conv, weight_gradient_is_the_gemm_of_the_column_matrix)
+{
+    check_weight_gradient(3, 7, 5, 4, 3, 1, 1);   /* channels last */
+    check_weight_gradient(2, 9, 8, 3, 5, 1, 2);   /* Cin < k: (ci, ky, kx) order */
+    check_weight_gradient(4, 6, 7, 5, 3, 2, 1);   /* channels last, stride 2 */
+    check_weight_gradient(6, 14, 14, 8, 5, 1, 2); /* channels last, three K blocks */
+    check_weight_gradient(1, 14, 14, 4, 5, 1, 2); /* one channel */
 }
 
 /* ---- backward contract ---- */

@@ -14,7 +14,8 @@
  * where dY_c is the chunk's dY gathered [Cout, n*Hout*Wout].  col itself
  * is never stored: the GEMM packs its panels straight from the chunk's
  * zero-padded input planes through two offset tables (conv_lowering,
- * plast_gemm_gather_mt), with the bits of the stored matrix.  The chunk
+ * plast_gemm_gather_mt), with the bits of the stored matrix; for dW the
+ * planes are laid out channels last when that makes longer runs.  The chunk
  * (at most CONV_CHUNK_BYTES of col and Y_c / dY_c together) depends on
  * the shapes and the batch only, so the bits do not depend on the thread
  * count.  The batch's dW is scratch too, taken and returned within each
@@ -290,6 +291,79 @@ static void pad_chunk(const conv_geom *g, const plast_real *x, int nc, const con
         pad_plane(g, x + q * plane_size(g), lw->pad + q * padded_size(g));
 }
 
+/* The weight gradient's lowering, channels last where Cin >= k: padded
+ * planes [nc][Hp][Wp][Cin] and the taps in (ky, kx, ci) order, so that a
+ * row of col^T (one output pixel, consecutive taps) is runs of Cin values
+ * instead of k, which the GEMM packs in whole vectors.  The taps' order
+ * only permutes the product's columns, the columns of dW, so every value
+ * keeps its bits; add_dw puts the columns back in place. */
+static int dw_channels_last(const conv_geom *g)
+{
+    return g->cin >= g->k;
+}
+
+static conv_lowering lowering_channels_last(const conv_geom *g, int nb, plast_real *at)
+{
+    conv_lowering lw = lowering_at(g, nb, at); /* the same place, other offsets */
+    int wp = padded_width(g), r = 0, j = 0;
+    for (int ky = 0; ky < g->k; ky++)
+        for (int kx = 0; kx < g->k; kx++)
+            for (int ci = 0; ci < g->cin; ci++)
+                lw.tap[r++] = (ky * wp + kx) * g->cin + ci;
+    for (int i = 0; i < nb; i++)
+        for (int oy = 0; oy < g->hout; oy++)
+            for (int ox = 0; ox < g->wout; ox++)
+                lw.pix[j++] = (int32_t)((size_t)i * padded_sample(g)) +
+                              (oy * g->s * wp + ox * g->s) * g->cin;
+    return lw;
+}
+
+/* One sample's [Cin, H, W] into its channels-last padded planes. */
+static void pad_sample_channels_last(const conv_geom *g, const plast_real *x, plast_real *pad)
+{
+    size_t c = (size_t)g->cin, wp = (size_t)padded_width(g), p = (size_t)g->p;
+    size_t edge = p * wp * c; /* the p padded rows above, and below */
+    memset(pad, 0, edge * sizeof *pad);
+    memset(pad + padded_sample(g) - edge, 0, edge * sizeof *pad);
+    for (int iy = 0; iy < g->h; iy++) {
+        plast_real *row = pad + ((size_t)iy + p) * wp * c;
+        memset(row, 0, p * c * sizeof *row);
+        memset(row + (p + (size_t)g->w) * c, 0, p * c * sizeof *row);
+        for (int ix = 0; ix < g->w; ix++) {
+            plast_real *px = row + (p + (size_t)ix) * c;
+            const plast_real *src = x + (size_t)iy * (size_t)g->w + (size_t)ix;
+            for (size_t ci = 0; ci < c; ci++)
+                px[ci] = src[ci * plane_size(g)];
+        }
+    }
+}
+
+static void pad_chunk_channels_last(const conv_geom *g, const plast_real *x, int nc,
+                                    const conv_lowering *lw)
+{
+    for (int i = 0; i < nc; i++)
+        pad_sample_channels_last(g, x + (size_t)i * (size_t)g->cin * plane_size(g),
+                                 lw->pad + (size_t)i * padded_sample(g));
+}
+
+/* grad += dw, dw's columns in the lowering's tap order.  The batch's
+ * gradient is summed apart and added to param.g once, so backward adds
+ * exactly what one call computes (twice = double). */
+static void add_dw(const conv_geom *g, const plast_real *dw, plast_real *grad)
+{
+    if (!dw_channels_last(g)) {
+        for (size_t i = 0; i < (size_t)g->cout * (size_t)g->rows; i++)
+            grad[i] += dw[i];
+        return;
+    }
+    size_t kk = (size_t)g->k * (size_t)g->k;
+    for (size_t co = 0; co < (size_t)g->cout; co++)
+        for (size_t t = 0; t < kk; t++) /* t = ky*k + kx */
+            for (size_t ci = 0; ci < (size_t)g->cin; ci++)
+                grad[(co * (size_t)g->cin + ci) * kk + t] +=
+                    dw[co * (size_t)g->rows + t * (size_t)g->cin + ci];
+}
+
 /* The adjoint: dx of the nc samples = every col entry summed at its
  * pixel, each pixel's sum in the order of its sample's columns. */
 static void col2im_chunk(const conv_geom *g, const plast_real *col, int nc, plast_real *dx,
@@ -536,8 +610,14 @@ static void backward_chunk(const plast_layer *l, const conv_geom *g, const plast
     int ld = nc * g->cols;
     gather_grad(g, dy, nc, sb->dyc, lanes);
     if (dw) { /* col^T as op(B): its row k is pixel pix[k], its column j tap tap[j] */
-        conv_lowering lw = lowering_at(g, sb->nb, sb->region);
-        pad_chunk(g, x, nc, &lw);
+        conv_lowering lw;
+        if (dw_channels_last(g)) {
+            lw = lowering_channels_last(g, sb->nb, sb->region);
+            pad_chunk_channels_last(g, x, nc, &lw);
+        } else {
+            lw = lowering_at(g, sb->nb, sb->region);
+            pad_chunk(g, x, nc, &lw);
+        }
         plast_gemm_gather_mt(NULL, threads, 0, g->cout, g->rows, ld, 1.0f, sb->dyc, ld, lw.pad,
                              lw.pix, lw.tap, first ? 0.0f : 1.0f, dw, g->rows);
     }
@@ -563,14 +643,6 @@ static void backward_pointwise(const plast_layer *l, const conv_geom *g, const p
             plast_gemm_mt(threads, 1, 0, g->rows, g->cols, g->cout, 1.0f, l->param[0].w, g->rows,
                           dys, g->cols, 0.0f, dx + (size_t)n * nx, g->cols);
     }
-}
-
-/* The batch's gradient is summed apart and added to param.g once, so
- * backward adds exactly what one call computes (twice = double). */
-static void add_into(plast_real *g, const plast_real *d, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        g[i] += d[i];
 }
 
 static int conv2d_backward(plast_layer *l, const plast_tensor *x, const plast_tensor *y,
@@ -622,7 +694,7 @@ static int conv2d_backward(plast_layer *l, const plast_tensor *x, const plast_te
                        ctx->threads);
     }
     if (dw)
-        add_into(l->param[0].g, dw, l->param[0].count);
+        add_dw(&g, dw, l->param[0].g);
     if (lanes)
         add_bias_grad(&g, lanes, l->param[1].g);
     plast_mem_free(ctx->mem, dw);
