@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "plast/optim.h"
 #include "simd.h"
@@ -44,6 +45,8 @@ struct plast_optim {
     int step_epochs;
     size_t n;
     uint64_t steps;      /* begin() calls so far */
+    size_t stepped;      /* parameters updated since begin() */
+    uint32_t finite;     /* finite_bits() of the least of them; 0: NaN or Inf seen */
     double cur_lr;
     int nstate;
     plast_real *state[2];
@@ -157,53 +160,78 @@ int plast_optim_nstate(const plast_optim *o) { return o->nstate; }
 plast_real *plast_optim_state(plast_optim *o, int i) { return o->state[i]; }
 void plast_optim_set_steps(plast_optim *o, uint64_t steps) { o->steps = steps; }
 
+/* A float's exponent bits that are zero: none (0) for NaN and Inf.  The
+ * updates take the least over the values they write, an integer min, so
+ * their loops still vectorise (and the order cannot matter). */
+#define EXPONENT_BITS 0x7f800000u
+
+static inline uint32_t finite_bits(float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return ~bits & EXPONENT_BITS;
+}
+
 void plast_optim_begin(plast_optim *o, double lr)
 {
     o->steps++;
     o->cur_lr = lr;
+    o->stepped = 0;
+    o->finite = EXPONENT_BITS;
 }
 
-/* In the update functions g[0] is the gradient of element b. */
-PLAST_CLONES static void update_sgd(const plast_optim *o, plast_real *w, plast_real *g,
-                                    size_t b, size_t e)
+int plast_optim_step_finite(const plast_optim *o)
+{
+    return o->stepped == o->n && o->finite != 0;
+}
+
+/* In the update functions g[0] is the gradient of element b; each
+ * returns the least finite_bits() of the weights it wrote. */
+PLAST_CLONES static uint32_t update_sgd(const plast_optim *o, plast_real *w, plast_real *g,
+                                        size_t b, size_t e)
 {
     const float lr = (float)o->cur_lr, wd = (float)o->weight_decay;
-    PLAST_SIMD
+    uint32_t least = EXPONENT_BITS;
+    PLAST_SIMD_REDUCTION(min : least)
     for (size_t i = b; i < e; i++) {
         w[i] -= lr * (g[i - b] + wd * w[i]);
         g[i - b] = 0.0f; /* read once: zeroed here, not in a second pass */
+        uint32_t f = finite_bits(w[i]);
+        least = f < least ? f : least;
     }
+    return least;
 }
 
 /* The loops below take their variant as a constant (always inlined into
  * callers that pass a literal), so they hold no branch and vectorise. */
-__attribute__((always_inline)) static inline void
+__attribute__((always_inline)) static inline uint32_t
 momentum_loop(const plast_optim *o, plast_real *w, plast_real *g, size_t b, size_t e,
               int nesterov)
 {
     const float lr = (float)o->cur_lr, wd = (float)o->weight_decay, mu = (float)o->momentum;
     plast_real *v = o->state[0];
-    PLAST_SIMD
+    uint32_t least = EXPONENT_BITS;
+    PLAST_SIMD_REDUCTION(min : least)
     for (size_t i = b; i < e; i++) {
         float gi = g[i - b] + wd * w[i];
         g[i - b] = 0.0f;
         v[i] = mu * v[i] + gi;
         w[i] -= lr * (nesterov ? gi + mu * v[i] : v[i]);
+        uint32_t f = finite_bits(w[i]);
+        least = f < least ? f : least;
     }
+    return least;
 }
 
-PLAST_CLONES static void update_momentum(const plast_optim *o, plast_real *w,
-                                         plast_real *g, size_t b, size_t e,
-                                         int nesterov)
+PLAST_CLONES static uint32_t update_momentum(const plast_optim *o, plast_real *w,
+                                             plast_real *g, size_t b, size_t e,
+                                             int nesterov)
 {
-    if (nesterov)
-        momentum_loop(o, w, g, b, e, 1);
-    else
-        momentum_loop(o, w, g, b, e, 0);
+    return nesterov ? momentum_loop(o, w, g, b, e, 1) : momentum_loop(o, w, g, b, e, 0);
 }
 
 /* Vectorised with -fno-math-errno (sqrtf is correctly rounded either way). */
-__attribute__((always_inline)) static inline void
+__attribute__((always_inline)) static inline uint32_t
 adam_loop(const plast_optim *o, plast_real *w, plast_real *g, size_t b, size_t e,
           int decoupled)
 {
@@ -215,7 +243,8 @@ adam_loop(const plast_optim *o, plast_real *w, plast_real *g, size_t b, size_t e
     const float bc2_sqrt = (float)sqrt(1.0 - pow(o->beta2, t));
     const float wd = (float)o->weight_decay, decay = (float)(1.0 - o->cur_lr * o->weight_decay);
     plast_real *m = o->state[0], *v = o->state[1];
-    PLAST_SIMD
+    uint32_t least = EXPONENT_BITS;
+    PLAST_SIMD_REDUCTION(min : least)
     for (size_t i = b; i < e; i++) {
         float gi = g[i - b];
         g[i - b] = 0.0f;
@@ -226,16 +255,16 @@ adam_loop(const plast_optim *o, plast_real *w, plast_real *g, size_t b, size_t e
         m[i] = b1 * m[i] + omb1 * gi;
         v[i] = b2 * v[i] + omb2 * gi * gi;
         w[i] -= step * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+        uint32_t f = finite_bits(w[i]);
+        least = f < least ? f : least;
     }
+    return least;
 }
 
-PLAST_CLONES static void update_adam(const plast_optim *o, plast_real *w, plast_real *g,
-                                     size_t b, size_t e)
+PLAST_CLONES static uint32_t update_adam(const plast_optim *o, plast_real *w, plast_real *g,
+                                         size_t b, size_t e)
 {
-    if (o->type == OPT_ADAMW)
-        adam_loop(o, w, g, b, e, 1);
-    else
-        adam_loop(o, w, g, b, e, 0);
+    return o->type == OPT_ADAMW ? adam_loop(o, w, g, b, e, 1) : adam_loop(o, w, g, b, e, 0);
 }
 
 void plast_optim_update(plast_optim *o, plast_real *w, plast_real *g, size_t begin, size_t end)
@@ -247,13 +276,17 @@ void plast_optim_update_range(plast_optim *o, plast_real *w, plast_real *g, size
                               size_t end)
 {
     PLAST_ASSERT(begin <= end && end <= o->n);
+    uint32_t least;
     switch (o->type) {
-    case OPT_SGD: update_sgd(o, w, g, begin, end); break;
-    case OPT_MOMENTUM: update_momentum(o, w, g, begin, end, 0); break;
-    case OPT_NESTEROV: update_momentum(o, w, g, begin, end, 1); break;
+    case OPT_SGD: least = update_sgd(o, w, g, begin, end); break;
+    case OPT_MOMENTUM: least = update_momentum(o, w, g, begin, end, 0); break;
+    case OPT_NESTEROV: least = update_momentum(o, w, g, begin, end, 1); break;
     default:
         PLAST_ASSERT(o->steps > 0); /* begin() first: bias correction at step 0 is 1/0 */
-        update_adam(o, w, g, begin, end);
+        least = update_adam(o, w, g, begin, end);
         break;
     }
+    o->stepped += end - begin;
+    if (least < o->finite)
+        o->finite = least;
 }

@@ -618,6 +618,9 @@ static int find_bad_optim_state(const plast_trainer *t, char *buf, size_t n)
 static int check_finite(plast_trainer *t, uint64_t batch, double loss, int state,
                         plast_err *e)
 {
+    /* a step that wrote every weight found them finite as it went */
+    if (!state && isfinite(loss) && plast_optim_step_finite(t->optim))
+        return PLAST_OK;
     char bad[200] = "";
     if (!find_bad_weight(t->model, bad, sizeof bad) && state)
         find_bad_optim_state(t, bad, sizeof bad);

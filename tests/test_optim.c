@@ -545,3 +545,45 @@ Test(optim, warmup_then_cosine)
     expect_lr(o, 110, 11, 0.0);
     plast_optim_destroy(o);
 }
+
+/* ---- finiteness found while stepping ---- */
+
+/* plast_optim_step_finite: 1 only once every parameter was updated since
+ * begin() and all came out finite, for every update rule; a part left out,
+ * a NaN or an overflow to Inf makes it 0, and begin() starts over. */
+Test(optim, step_finite_covers_every_rule_and_every_parameter)
+{
+    static const char *const inis[] = {
+        "[optimizer]\ntype = sgd\nlr = 0.1\n",
+        "[optimizer]\ntype = momentum\nlr = 0.1\nmomentum = 0.9\n",
+        "[optimizer]\ntype = nesterov\nlr = 0.1\nmomentum = 0.9\n",
+        "[optimizer]\ntype = adam\nlr = 0.1\n",
+        "[optimizer]\ntype = adamw\nlr = 0.1\nweight_decay = 0.01\n",
+    };
+    enum { N = 37 };
+    for (size_t c = 0; c < sizeof inis / sizeof inis[0]; c++) {
+        plast_optim *o = make_optim(inis[c], N);
+        float w[N], g[N];
+        for (int i = 0; i < N; i++)
+            w[i] = 0.5f * (float)i, g[i] = 1.0f - 0.1f * (float)i;
+        cr_assert(eq(int, plast_optim_step_finite(o), 0), "%s: before any step", inis[c]);
+        plast_optim_begin(o, 0.1);
+        plast_optim_update(o, w, g, 0, 20);
+        cr_assert(eq(int, plast_optim_step_finite(o), 0), "%s: 20 of %d", inis[c], N);
+        plast_optim_update(o, w, g, 20, N);
+        cr_assert(eq(int, plast_optim_step_finite(o), 1), "%s: all finite", inis[c]);
+        plast_optim_begin(o, 0.1);
+        cr_assert(eq(int, plast_optim_step_finite(o), 0), "%s: begin() resets", inis[c]);
+        g[30] = NAN;
+        plast_optim_update(o, w, g, 0, N);
+        cr_assert(eq(int, plast_optim_step_finite(o), 0), "%s: NaN written", inis[c]);
+        cr_assert(w[30] != w[30], "%s: the NaN is in w", inis[c]);
+        plast_optim_destroy(o);
+    }
+    plast_optim *o = make_optim(inis[0], 2);
+    float w[2] = {1.0f, -3e38f}, g[2] = {0.0f, 1e38f}; /* -3e38 - 0.1 * 1e38 overflows */
+    plast_optim_begin(o, 1.0);
+    plast_optim_update(o, w, g, 0, 2);
+    cr_assert(eq(int, plast_optim_step_finite(o), 0), "Inf written: %g", (double)w[1]);
+    plast_optim_destroy(o);
+}

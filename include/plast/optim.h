@@ -63,6 +63,12 @@ void plast_optim_update(plast_optim *o, plast_real *w, plast_real *g, size_t beg
 void plast_optim_update_range(plast_optim *o, plast_real *w, plast_real *g, size_t begin,
                               size_t end);
 uint64_t plast_optim_steps(const plast_optim *o);
+/* 1 when, since the last plast_optim_begin(), all n parameters were
+ * updated (the ranges are disjoint, so once each) and every new value is
+ * finite; 0 otherwise, e.g. a part frozen or left to the next batch.  The
+ * updates find it as they write, so a caller can skip a scan of the
+ * weights for NaN and Inf after a step that covered them all. */
+int plast_optim_step_finite(const plast_optim *o);
 
 /* State for checkpoints: the step count and `nstate` arrays of n floats. */
 int plast_optim_nstate(const plast_optim *o);
