@@ -549,8 +549,10 @@ void plast_model_set_step(plast_model *m, uint64_t step)
     m->step = step;
 }
 
-/* The range of layer l's trained parameters in the flat arrays; 0 if it
- * has none. */
+/* The range of layer l's trained parameters in the flat arrays, with the
+ * zero padding after each (which the optimisers keep at zero), so that
+ * stepping every layer covers the arrays whole (plast_optim_step_finite);
+ * 0 if it has none. */
 static int layer_range(const plast_model *m, const plast_layer *l, size_t *b, size_t *e)
 {
     int found = 0;
@@ -558,7 +560,7 @@ static int layer_range(const plast_model *m, const plast_layer *l, size_t *b, si
         const plast_param *pa = &l->param[p];
         if (is_buffer(pa))
             continue;
-        size_t lo = (size_t)(pa->w - m->weights), hi = lo + pa->count;
+        size_t lo = (size_t)(pa->w - m->weights), hi = lo + padded(pa->count);
         if (!found || lo < *b)
             *b = lo;
         if (!found || hi > *e)

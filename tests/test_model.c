@@ -576,3 +576,51 @@ Test(model, share_grads)
     plast_args_destroy(a);
     plast_config_destroy(c);
 }
+
+/* Stepping every layer updates the whole flat array, the zero padding
+ * after each parameter included (it stays zero), so the optimiser can
+ * vouch that all weights are finite and the trainer may skip its scan; a
+ * frozen layer leaves part of the array out, and then it cannot. */
+Test(model, stepping_every_layer_covers_the_weights)
+{
+    plast_registry *reg;
+    plast_mem *mem;
+    plast_err e;
+    int rc;
+    plast_model *m = build(mlp, &reg, &mem, &e, &rc);
+    CHECK_OK(rc, e);
+    size_t n = plast_model_nparams(m);
+    plast_optim *o;
+    plast_args *a;
+    plast_config *c = tu_config("[optimizer]\ntype = momentum\nlr = 0.5\nweight_decay = 0.1\n");
+    CHECK_OK(plast_args_parse(&a, c, "optimizer", plast_optim_settings, NULL, NULL, &e), e);
+    CHECK_OK(plast_optim_create(&o, a, n, mem, &e), e);
+    plast_model_attach(m, NULL, o, 1);
+    size_t used = 0; /* a gradient wherever a weight lives, as backward gives */
+    for (int i = 0; i < plast_model_nlayers(m); i++) {
+        const plast_layer *l = plast_model_layer(m, i);
+        for (int p = 0; p < l->nparams; p++) {
+            for (size_t k = 0; k < l->param[p].count; k++)
+                l->param[p].g[k] = 1.0f;
+            used += l->param[p].count;
+        }
+    }
+    plast_optim_begin(o, 0.5);
+    plast_model_step_all(m);
+    cr_expect(eq(int, plast_optim_step_finite(o), 1));
+    cr_assert(lt(sz, used, n), "the test wants padding between parameters");
+    size_t zeros = 0;
+    for (size_t i = 0; i < n; i++)
+        zeros += plast_model_weights(m)[i] == 0.0f;
+    cr_expect(ge(sz, zeros, n - used), "the padding stays zero");
+    plast_model_layer(m, 1)->frozen = 1;
+    plast_optim_begin(o, 0.5);
+    plast_model_step_all(m);
+    cr_expect(eq(int, plast_optim_step_finite(o), 0), "a frozen layer is left out");
+    plast_optim_destroy(o);
+    plast_args_destroy(a);
+    plast_config_destroy(c);
+    plast_model_destroy(m);
+    plast_mem_destroy(mem);
+    plast_registry_destroy(reg);
+}
