@@ -452,6 +452,22 @@ Test(model, flop_and_byte_counts)
     plast_registry_destroy(reg);
 }
 
+/* A momentum optimiser (lr 0.5, weight decay 0.1) attached to m; the
+ * caller destroys it. */
+static plast_optim *attach_momentum(plast_model *m, plast_mem *mem)
+{
+    plast_err e;
+    plast_args *a;
+    plast_optim *o;
+    plast_config *c = tu_config("[optimizer]\ntype = momentum\nlr = 0.5\nweight_decay = 0.1\n");
+    CHECK_OK(plast_args_parse(&a, c, "optimizer", plast_optim_settings, NULL, NULL, &e), e);
+    CHECK_OK(plast_optim_create(&o, a, plast_model_nparams(m), mem, &e), e);
+    plast_args_destroy(a);
+    plast_config_destroy(c);
+    plast_model_attach(m, NULL, o, 1);
+    return o;
+}
+
 /* A rule without gradients frees them; a backward pass and a step then
  * leave every weight as it was. */
 Test(model, drop_grads)
@@ -482,19 +498,12 @@ Test(model, drop_grads)
         dy.data[i] = 1.0f;
     CHECK_OK(plast_block_backward(m, &run, run.first + run.n - 1, &dy, NULL, &ctx, &e), e);
     plast_block_release(m, &run, NULL);
-    plast_optim *o;
-    plast_args *a;
-    plast_config *c = tu_config("[optimizer]\ntype = momentum\nlr = 0.5\nweight_decay = 0.1\n");
-    CHECK_OK(plast_args_parse(&a, c, "optimizer", plast_optim_settings, NULL, NULL, &e), e);
-    CHECK_OK(plast_optim_create(&o, a, n, mem, &e), e);
-    plast_model_attach(m, NULL, o, 1);
+    plast_optim *o = attach_momentum(m, mem);
     plast_optim_begin(o, 0.5);
     plast_model_step_all(m);
     cr_expect(memcmp(before, plast_model_weights(m), n * sizeof *before) == 0);
     plast_tensor_free(&x);
     plast_optim_destroy(o);
-    plast_args_destroy(a);
-    plast_config_destroy(c);
     free(before);
     plast_model_destroy(m);
     cr_expect(eq(sz, plast_mem_live_total(mem), 0));
@@ -590,12 +599,7 @@ Test(model, stepping_every_layer_covers_the_weights)
     plast_model *m = build(mlp, &reg, &mem, &e, &rc);
     CHECK_OK(rc, e);
     size_t n = plast_model_nparams(m);
-    plast_optim *o;
-    plast_args *a;
-    plast_config *c = tu_config("[optimizer]\ntype = momentum\nlr = 0.5\nweight_decay = 0.1\n");
-    CHECK_OK(plast_args_parse(&a, c, "optimizer", plast_optim_settings, NULL, NULL, &e), e);
-    CHECK_OK(plast_optim_create(&o, a, n, mem, &e), e);
-    plast_model_attach(m, NULL, o, 1);
+    plast_optim *o = attach_momentum(m, mem);
     size_t used = 0; /* a gradient wherever a weight lives, as backward gives */
     for (int i = 0; i < plast_model_nlayers(m); i++) {
         const plast_layer *l = plast_model_layer(m, i);
@@ -618,8 +622,6 @@ Test(model, stepping_every_layer_covers_the_weights)
     plast_model_step_all(m);
     cr_expect(eq(int, plast_optim_step_finite(o), 0), "a frozen layer is left out");
     plast_optim_destroy(o);
-    plast_args_destroy(a);
-    plast_config_destroy(c);
     plast_model_destroy(m);
     plast_mem_destroy(mem);
     plast_registry_destroy(reg);
