@@ -593,6 +593,20 @@ static int find_bad_weight(plast_model *m, char *buf, size_t n)
     return 0;
 }
 
+/* The buffers (running statistics, which no optimiser writes) all
+ * finite? */
+static int buffers_finite(plast_model *m)
+{
+    for (int i = 0; i < plast_model_nlayers(m); i++) {
+        const plast_layer *l = plast_model_layer(m, i);
+        for (int p = 0; p < l->nparams; p++)
+            if ((l->param[p].flags & PLAST_PARAM_BUFFER) &&
+                !all_finite(l->param[p].w, l->param[p].count))
+                return 0;
+    }
+    return 1;
+}
+
 /* The optimiser's state, checked before a checkpoint keeps it. */
 static int find_bad_optim_state(const plast_trainer *t, char *buf, size_t n)
 {
@@ -618,8 +632,10 @@ static int find_bad_optim_state(const plast_trainer *t, char *buf, size_t n)
 static int check_finite(plast_trainer *t, uint64_t batch, double loss, int state,
                         plast_err *e)
 {
-    /* a step that wrote every weight found them finite as it went */
-    if (!state && isfinite(loss) && plast_optim_step_finite(t->optim))
+    /* a step that wrote every weight found them finite as it went; only
+     * the buffers are left to look at */
+    if (!state && isfinite(loss) && plast_optim_step_finite(t->optim) &&
+        buffers_finite(t->model))
         return PLAST_OK;
     char bad[200] = "";
     if (!find_bad_weight(t->model, bad, sizeof bad) && state)

@@ -181,6 +181,20 @@ Test(divergence, nan_buffer_with_a_finite_loss_names_the_layer)
     cr_assert(ne(int, access(ckpt, F_OK), 0), "a checkpoint was written");
 }
 
+/* Mid-epoch too: the batch after the poisoning names the buffer, though
+ * the optimiser vouched for every weight it wrote in that step. */
+Test(divergence, nan_buffer_mid_epoch_is_caught_at_the_next_batch)
+{
+    poison p = {.epoch = 1, .batch = 3, .layer = "bn", .param = "running_var",
+                .optim_state = -1, .value = NAN};
+    plast_err e;
+    int rc = run_poisoned("bp", &p, &e);
+    expect_diverged(rc, &e,
+                    "training diverged at epoch 1, batch 4: "
+                    "layer 'bn' parameter 'running_var' holds nan");
+    cr_assert(eq(int, p.epochs_done, 0));
+}
+
 Test(divergence, nan_optimizer_state_is_never_saved)
 {
     poison p = {.epoch = 2, .batch = 6, .optim_state = 1, .value = NAN};
