@@ -165,34 +165,37 @@ Test(divergence, inf_weight_mid_run_keeps_the_last_good_checkpoint)
 }
 
 /* Running statistics do not enter the training loss: only the weight
- * check sees them, and they would otherwise go into the checkpoint. */
-Test(divergence, nan_buffer_with_a_finite_loss_names_the_layer)
+ * check sees them, and they would otherwise go into the checkpoint.  It
+ * looks at them after every batch, also after a step for which the
+ * optimiser vouched (every weight it wrote was finite), so a buffer
+ * poisoned after batch `after` is named at batch `named` of epoch 1, and
+ * no checkpoint is written. */
+static void check_nan_buffer(int after, int named)
 {
-    poison p = {.epoch = 1, .batch = 6, .layer = "bn", .param = "running_var",
+    poison p = {.epoch = 1, .batch = (uint64_t)after, .layer = "bn", .param = "running_var",
                 .optim_state = -1, .value = NAN};
     plast_err e;
+    char want[160];
+    snprintf(want, sizeof want,
+             "training diverged at epoch 1, batch %d: layer 'bn' parameter 'running_var' "
+             "holds nan",
+             named);
     int rc = run_poisoned("bp", &p, &e);
-    /* poisoned after the last batch of epoch 1: caught before its
-     * checkpoint is written */
-    expect_diverged(rc, &e,
-                    "training diverged at epoch 1, batch 6: "
-                    "layer 'bn' parameter 'running_var' holds nan");
+    expect_diverged(rc, &e, want);
     cr_assert(eq(int, p.epochs_done, 0));
     cr_assert(ne(int, access(ckpt, F_OK), 0), "a checkpoint was written");
 }
 
-/* Mid-epoch too: the batch after the poisoning names the buffer, though
- * the optimiser vouched for every weight it wrote in that step. */
+/* After the last batch of epoch 1: caught before its checkpoint. */
+Test(divergence, nan_buffer_with_a_finite_loss_names_the_layer)
+{
+    check_nan_buffer(6, 6);
+}
+
+/* Mid-epoch: the next batch's check names it. */
 Test(divergence, nan_buffer_mid_epoch_is_caught_at_the_next_batch)
 {
-    poison p = {.epoch = 1, .batch = 3, .layer = "bn", .param = "running_var",
-                .optim_state = -1, .value = NAN};
-    plast_err e;
-    int rc = run_poisoned("bp", &p, &e);
-    expect_diverged(rc, &e,
-                    "training diverged at epoch 1, batch 4: "
-                    "layer 'bn' parameter 'running_var' holds nan");
-    cr_assert(eq(int, p.epochs_done, 0));
+    check_nan_buffer(3, 4);
 }
 
 Test(divergence, nan_optimizer_state_is_never_saved)

@@ -266,12 +266,19 @@ static size_t lowering_size(const conv_geom *g, int nb)
     return (size_t)nb * (padded_sample(g) + (size_t)g->cols) + (size_t)g->rows;
 }
 
-/* The offsets for up to nb samples; pad is set, not filled. */
-static conv_lowering lowering_at(const conv_geom *g, int nb, plast_real *at)
+/* A lowering of up to nb samples placed at `at`: pad, then tap and pix. */
+static conv_lowering lowering_place(const conv_geom *g, int nb, plast_real *at)
 {
     conv_lowering lw = {at, NULL, NULL};
     lw.tap = (int32_t *)(at + (size_t)nb * padded_sample(g));
     lw.pix = lw.tap + g->rows;
+    return lw;
+}
+
+/* The offsets for up to nb samples; pad is set, not filled. */
+static conv_lowering lowering_at(const conv_geom *g, int nb, plast_real *at)
+{
+    conv_lowering lw = lowering_place(g, nb, at);
     int wp = padded_width(g), r = 0, j = 0;
     for (int ci = 0; ci < g->cin; ci++)
         for (int ky = 0; ky < g->k; ky++)
@@ -304,7 +311,7 @@ static int dw_channels_last(const conv_geom *g)
 
 static conv_lowering lowering_channels_last(const conv_geom *g, int nb, plast_real *at)
 {
-    conv_lowering lw = lowering_at(g, nb, at); /* the same place, other offsets */
+    conv_lowering lw = lowering_place(g, nb, at);
     int wp = padded_width(g), r = 0, j = 0;
     for (int ky = 0; ky < g->k; ky++)
         for (int kx = 0; kx < g->k; kx++)
