@@ -17,7 +17,9 @@
 #              3e-2}) with m = 1; 16w8a m = 3 at the lr chosen for m = 1
 #              (same steps, so the comparison isolates the variance); 8w8a
 #              sign m = 1 with eps = 1e-3 and eps = 2 LSB at the lr chosen for
-#              16w8a sign.  --full-grid sweeps the whole grid for those too;
+#              16w8a sign; 16w8a with whitened directions (rule.qzoff.whiten,
+#              plast's extension): value and sign m = 1 over their grids,
+#              value m = 3 at the lr chosen for value m = 1.  --full-grid sweeps the whole grid for those too;
 #              --ft adds fp32 and 16w8a FT (value and sign, m = 1).  The lr
 #              with the best validation accuracy is reported (runs.md lists
 #              every run).  LP: bp freezes c1, c2 and fc1; qzoff trains
@@ -71,7 +73,7 @@ while [ $# -gt 0 ]; do
     --full-grid) FULL_GRID=1 ;;
     --tasks) TASKS=$2; shift ;;
     --schedule) SCHEDULE=$2; shift ;;
-    -h|--help) sed -n '2,62p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,64p' "$0"; exit 0 ;;
     -*) echo "lastmile.sh: unknown option $1" >&2; exit 64 ;;
     *) W=$1 ;;
   esac; shift
@@ -254,6 +256,17 @@ task_runs() { # TASK
   phase_start "$task 16w8a LP m=3"
   qz $task q16-lp-value-m3 16w8a LP value 3 1e-3 "$lrv"
   qz $task q16-lp-sign-m3 16w8a LP sign 3 1e-3 "$lrs"
+  phase_end
+  # plast's extension: the head's directions whitened by its input's
+  # second moment (rule.qzoff.whiten); m = 3 at the lr chosen for m = 1
+  phase_start "$task 16w8a LP whitened"
+  local WH=(--set rule.qzoff.whiten=true) lrw=$LR_VALUE
+  qz $task q16-lp-value-m1-whiten 16w8a LP value 1 1e-3 "$LR_VALUE" "${WH[@]}"
+  qz $task q16-lp-sign-m1-whiten 16w8a LP sign 1 1e-3 "$LR_SIGN" "${WH[@]}"
+  if [ $FULL_GRID = 0 ]; then
+    lrw=$(best_lr $task q16-lp-value-m1-whiten); lrw=${lrw:-$LR_VALUE}
+  fi
+  qz $task q16-lp-value-m3-whiten 16w8a LP value 3 1e-3 "$lrw" "${WH[@]}"
   phase_end
   phase_start "$task 8w8a LP"
   qz $task q8-lp-sign-m1-eps1e-3 8w8a LP sign 1 1e-3 "$lrs"

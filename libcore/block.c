@@ -300,8 +300,10 @@ int plast_model_local_pass(plast_model *m, plast_batch *b, plast_block_visit vis
     return plast_model_local_pass2(m, b, visit, NULL, user, e);
 }
 
-int plast_model_forward_blocks(plast_model *m, const plast_tensor *x, int nblocks,
-                               plast_tensor *y, plast_err *e)
+/* Inference forward through blocks 0 .. nblocks-1, calling visit (if any)
+ * after each block; *y gets the last output, or it is freed if y is NULL. */
+static int run_blocks(plast_model *m, const plast_tensor *x, int nblocks, plast_block_visit visit,
+                      void *user, plast_tensor *y, plast_err *e)
 {
     if (nblocks < 1 || nblocks > plast_model_nblocks(m))
         return plast_err_set(e, PLAST_E_INVAL, "forward through %d blocks: the model has %d",
@@ -312,6 +314,8 @@ int plast_model_forward_blocks(plast_model *m, const plast_tensor *x, int nblock
         plast_block_run run;
         plast_tensor next;
         int rc = plast_block_forward(m, k, &cur, &run, &ctx, e);
+        if (!rc && visit && (rc = visit(user, k, &run, e)))
+            plast_block_release(m, &run, NULL);
         if (rc) {
             plast_tensor_free(&cur);
             return rc;
@@ -320,8 +324,23 @@ int plast_model_forward_blocks(plast_model *m, const plast_tensor *x, int nblock
         plast_tensor_free(&cur);
         cur = next;
     }
-    *y = cur;
+    if (y)
+        *y = cur;
+    else
+        plast_tensor_free(&cur);
     return PLAST_OK;
+}
+
+int plast_model_forward_blocks(plast_model *m, const plast_tensor *x, int nblocks,
+                               plast_tensor *y, plast_err *e)
+{
+    return run_blocks(m, x, nblocks, NULL, NULL, y, e);
+}
+
+int plast_model_inspect_blocks(plast_model *m, const plast_tensor *x, int nblocks,
+                               plast_block_visit visit, void *user, plast_err *e)
+{
+    return run_blocks(m, x, nblocks, visit, user, NULL, e);
 }
 
 int plast_model_predict(plast_model *m, const plast_tensor *x, plast_tensor *y, plast_err *e)

@@ -7,8 +7,7 @@
 
 #include "plast/checkpoint.h"
 #include "plast/zo.h"
-
-enum { ROLE_PROBE = 0, ROLE_MASK = 1, ROLE_ROUND = 2 };
+#include "zo_stream.h"
 
 /* PERTURB stream `index` with a role: role 0 and index < 2^32 is exactly
  * plast_rng_stream(seed, PERTURB, index). */
@@ -21,14 +20,7 @@ static void perturb_stream(plast_rng *r, uint64_t seed, unsigned role, uint64_t 
 
 /* ---- the generators of one element sequence ---- */
 
-typedef struct zgen {
-    plast_rng rng;
-    double pair[2];
-    int next;             /* next value of pair to hand out; 2 = draw a pair */
-    const double *given;  /* test hook: z read from here */
-} zgen;
-
-static void zgen_init(zgen *g, const plast_zo *zo, int probe, uint64_t offset)
+void zgen_init(zgen *g, const plast_zo *zo, int probe, uint64_t offset)
 {
     g->given = NULL;
     if (zo->given_z) {
@@ -44,7 +36,7 @@ static void zgen_init(zgen *g, const plast_zo *zo, int probe, uint64_t offset)
     }
 }
 
-static double zgen_next(zgen *g)
+double zgen_next(zgen *g)
 {
     if (g->given)
         return *g->given++;
@@ -55,13 +47,7 @@ static double zgen_next(zgen *g)
     return g->pair[g->next++];
 }
 
-/* One uniform per element from a step stream (mask, rounding). */
-typedef struct ugen {
-    plast_rng rng;
-    int on;
-} ugen;
-
-static void ugen_init(ugen *u, const plast_zo *zo, unsigned role, uint64_t offset, int on)
+void ugen_init(ugen *u, const plast_zo *zo, unsigned role, uint64_t offset, int on)
 {
     u->on = on;
     if (!on)
@@ -70,7 +56,7 @@ static void ugen_init(ugen *u, const plast_zo *zo, unsigned role, uint64_t offse
     plast_rng_advance(&u->rng, offset);
 }
 
-static double ugen_next(ugen *u)
+double ugen_next(ugen *u)
 {
     return u->on ? (double)plast_rng_float(&u->rng) : 0.0;
 }
@@ -281,8 +267,7 @@ static void group_setup(const plast_zo *zo, const plast_qtensor *t, size_t g, gr
         c->kappa[i] = plast_zo_kappa(zo->estimator, zo->eta, zo->m, zo->half_diff[i], c->eps);
 }
 
-/* clamp(q - round(acc), -lim, lim) in double: acc may be huge or NaN. */
-static int64_t updated_code(int64_t q, double acc, double u, int stochastic, int64_t lim)
+int64_t zo_updated_code(int64_t q, double acc, double u, int stochastic, int64_t lim)
 {
     double r = stochastic ? floor(acc + u) : rint(acc);
     double v = (double)q - r;
@@ -317,7 +302,7 @@ void plast_zo_update_codes(const plast_zo *zo, uint64_t offset, plast_qtensor *t
         }
         if (!mask_next(&mask, zo->sparsity))
             continue;
-        plast_qtensor_set(t, e, updated_code(plast_qtensor_get(t, e), acc, u, stochastic, c.lim));
+        plast_qtensor_set(t, e, zo_updated_code(plast_qtensor_get(t, e), acc, u, stochastic, c.lim));
     }
 }
 

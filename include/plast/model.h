@@ -188,6 +188,11 @@ int plast_model_predict(plast_model *m, const plast_tensor *x, plast_tensor *y,
 /* The same through blocks 0 .. nblocks-1 only (features before a head). */
 int plast_model_forward_blocks(plast_model *m, const plast_tensor *x, int nblocks,
                                plast_tensor *y, plast_err *e);
+/* The same inference forward, calling visit(user, k, run, e) right after
+ * block k's forward (its outputs alive, to be read, not trained) and
+ * discarding the last output.  Stops at the first error. */
+int plast_model_inspect_blocks(plast_model *m, const plast_tensor *x, int nblocks,
+                               plast_block_visit visit, void *user, plast_err *e);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,7 @@
 #include "tensor.h"
 #include "train.h"
 #include "zo.h"
+#include "zo_whiten.h"
 
 #define PLAST_VERSION_STRING "0.1.0"
 

@@ -31,6 +31,7 @@
 #include <plast/plast.h>
 #include <plast/qmodel.h>
 #include <plast/zo.h>
+#include <plast/zo_whiten.h>
 
 enum { PREC_FP32, PREC_16W8A, PREC_8W8A };
 enum { TRAIN_LAST, TRAIN_ALL, TRAIN_BIASES, TRAIN_LIST };
@@ -64,6 +65,13 @@ static const plast_setting qzoff_settings[] = {
      "before the one reaching this count are not trained on"},
     {"per_channel", PLAST_S_BOOL, "false", 0, 0, NULL, 0,
      "fixed point: one weight scale per output channel instead of per tensor"},
+    {"whiten", PLAST_S_BOOL, "false", 0, 0, NULL, 0,
+     "perturb each trained dense layer's weight and bias rows along directions whitened by "
+     "the second moment of its input, measured on the first `calibrate` training images "
+     "(plast's extension, not in the paper; any precision)"},
+    {"whiten_ridge", PLAST_S_REAL, "0.1", 0, 1e3, NULL, PLAST_S_MIN_OPEN,
+     "whiten: added to the second moment (scaled to mean eigenvalue 1) before its inverse "
+     "square root; larger is closer to isotropic directions"},
     {NULL, 0, NULL, 0, 0, NULL, 0, NULL},
 };
 
@@ -73,8 +81,19 @@ typedef struct trained {
     size_t count;
     float *w;             /* the float model's values */
     plast_qtensor *qt;    /* fixed point: its codes */
-    double nonzero;       /* fixed point: fraction of non-zero delta codes (step 0) */
+    double nonzero;       /* fixed point: fraction of non-zero delta codes (step 0);
+                             < 0 until a whitened layer's whitener exists */
+    int dense;            /* whitened layer it belongs to, or -1 */
 } trained;
+
+/* A dense layer whose [weight | bias] rows are perturbed along whitened
+ * directions (plast/zo_whiten.h). */
+typedef struct whitened {
+    int layer, weight, bias; /* model layer; indices into the trained list */
+    plast_zo_dense d;
+    double *moments;         /* (n+1)^2 while the statistics are gathered */
+    float *T;                /* (n+1)^2 once they are */
+} whitened;
 
 struct plast_rule {
     plast_model *model;
@@ -85,12 +104,16 @@ struct plast_rule {
     size_t elements;      /* trained elements */
     float *backup;        /* fp32: the trained elements before the probes */
     plast_qmodel *q;
-    uint64_t calib_target, calib_seen;
-    int calibrated;
+    uint64_t calib_target, calib_seen; /* images of the warm-up (calibration, moments) */
+    int calibrated;       /* warm-up over: activation scales and whiteners set */
     size_t clamped;       /* codes moved into the headroom at the start */
+    double ridge;
+    int nwh;              /* whitened layers */
+    whitened *wh;
+    double *wh_scratch;   /* shared by the whitened layers' calls */
 };
 
-#define SAVE_VERSION 1u
+#define SAVE_VERSION 2u
 
 static const char *tensor_name(const plast_rule *r, const trained *t, char *buf, size_t n)
 {
@@ -104,6 +127,12 @@ static void qzoff_destroy(plast_rule *r)
     if (!r)
         return;
     plast_mem *mem = plast_model_mem(r->model);
+    for (int i = 0; i < r->nwh; i++) {
+        plast_mem_free(mem, r->wh[i].moments);
+        plast_mem_free(mem, r->wh[i].T);
+    }
+    plast_mem_free(mem, r->wh);
+    plast_mem_free(mem, r->wh_scratch);
     plast_qmodel_destroy(r->q);
     plast_mem_free(mem, r->backup);
     plast_mem_free(mem, r->t);
@@ -202,7 +231,7 @@ static int select_tensors(plast_rule *r, const char *list, int fill, plast_err *
             if (r->q && !qt)
                 continue; /* folded into its conv: trained through it */
             if (fill)
-                r->t[n] = (trained){i, p, offset, l->param[p].count, l->param[p].w, qt, 0};
+                r->t[n] = (trained){i, p, offset, l->param[p].count, l->param[p].w, qt, 0, -1};
             offset += l->param[p].count;
             n++;
         }
@@ -229,6 +258,152 @@ static int setup_tensors(plast_rule *r, const char *list, plast_err *e)
     return select_tensors(r, list, 1, e);
 }
 
+/* ---- whitened dense layers ---- */
+
+/* The trained tensor of (layer, param), or -1. */
+static int trained_index(const plast_rule *r, int layer, int param)
+{
+    for (int i = 0; i < r->n; i++)
+        if (r->t[i].layer == layer && r->t[i].param == param)
+            return i;
+    return -1;
+}
+
+/* The index of the block holding layer i. */
+static int block_index(plast_model *m, int i)
+{
+    for (int k = 0;; k++) {
+        const plast_block *b = plast_model_block(m, k);
+        if (i >= b->first && i <= b->last)
+            return k;
+    }
+}
+
+/* A trained dense weight whitens with its bias, reading its own block's
+ * input or a layer of its block (what the warm-up forward can see). */
+static int check_whitened(plast_rule *r, int wi, int *bias, plast_err *e)
+{
+    const trained *t = &r->t[wi];
+    plast_layer *l = plast_model_layer(r->model, t->layer);
+    *bias = l->nparams == 2 ? trained_index(r, t->layer, 1) : -1;
+    if (*bias < 0)
+        return plast_err_set(e, PLAST_E_INVAL,
+                             "whiten: dense layer '%s' trains a weight without a bias; "
+                             "whitening perturbs the two as one matrix [weight | bias]",
+                             l->name);
+    int src = plast_model_layer_input(r->model, t->layer, 0);
+    const plast_block *b = plast_model_block(r->model, block_index(r->model, t->layer));
+    if (src < b->first - 1)
+        return plast_err_set(e, PLAST_E_INVAL,
+                             "whiten: dense layer '%s' reads a layer outside its block",
+                             l->name);
+    return PLAST_OK;
+}
+
+/* Find the trained dense layers, refuse what whitening cannot do, and
+ * allocate their statistics, whiteners and the shared scratch. */
+static int setup_whitening(plast_rule *r, plast_err *e)
+{
+    plast_mem *mem = plast_model_mem(r->model);
+    if (r->zo.sparsity > 0 || r->zo.eps_lsb > 0)
+        return plast_err_set(e, PLAST_E_INVAL,
+                             "whiten = true needs sparsity = 0 and eps_lsb = 0 (found %g and "
+                             "%g): a whitened direction spans a whole row of [weight | bias]",
+                             r->zo.sparsity, r->zo.eps_lsb);
+    r->wh = plast_mem_calloc(mem, PLAST_MEM_RULE, (size_t)r->n * sizeof *r->wh);
+    if (!r->wh)
+        return plast_err_set(e, PLAST_E_NOMEM, "out of memory");
+    int nmax = 0;
+    for (int i = 0; i < r->n; i++) {
+        trained *t = &r->t[i];
+        plast_layer *l = plast_model_layer(r->model, t->layer);
+        if (strcmp(l->ops->name, "dense") || t->param != 0)
+            continue;
+        int bias, rc = check_whitened(r, i, &bias, e);
+        if (rc)
+            return rc;
+        int n = l->param[0].fan_in;
+        size_t n1 = (size_t)n + 1;
+        whitened *w = &r->wh[r->nwh];
+        *w = (whitened){t->layer, i, bias, {t->count / (size_t)n, n, t->offset, r->t[bias].offset,
+                                            NULL, NULL}, NULL, NULL};
+        w->moments = plast_mem_calloc(mem, PLAST_MEM_RULE, n1 * n1 * sizeof *w->moments);
+        w->T = plast_mem_alloc(mem, PLAST_MEM_RULE, n1 * n1 * sizeof *w->T);
+        if (!w->moments || !w->T)
+            return plast_err_set(e, PLAST_E_NOMEM, "out of memory");
+        t->dense = r->t[bias].dense = r->nwh++;
+        nmax = n > nmax ? n : nmax;
+    }
+    if (!r->nwh)
+        return plast_err_set(e, PLAST_E_INVAL,
+                             "whiten = true, but no trained layer is a dense layer with a bias");
+    r->wh_scratch = plast_mem_alloc(mem, PLAST_MEM_RULE,
+                                    plast_zo_dense_scratch(nmax, r->zo.m) * sizeof(double));
+    if (!r->wh_scratch)
+        return plast_err_set(e, PLAST_E_NOMEM, "out of memory");
+    for (int i = 0; i < r->nwh; i++)
+        r->wh[i].d.scratch = r->wh_scratch;
+    return PLAST_OK;
+}
+
+/* Adds the inputs of the whitened layers of block k to their moments. */
+static int add_block_moments(void *user, int k, plast_block_run *run, plast_err *e)
+{
+    plast_rule *r = user;
+    (void)k;
+    for (int i = 0; i < r->nwh; i++) {
+        whitened *w = &r->wh[i];
+        if (w->layer < run->first || w->layer >= run->first + run->n)
+            continue;
+        int src = plast_model_layer_input(r->model, w->layer, 0);
+        const plast_tensor *x = src >= run->first ? plast_block_layer_output(run, src) : run->x;
+        int batch = plast_tensor_batch(x);
+        if (plast_tensor_sample_size(x) != (size_t)w->d.n)
+            return plast_err_set(e, PLAST_E_INVAL, "whiten: layer %d reads %zu values, not %d",
+                                 w->layer, plast_tensor_sample_size(x), w->d.n);
+        plast_zo_moments_add(w->moments, w->d.n, x->data, batch);
+    }
+    return PLAST_OK;
+}
+
+/* The float model's forward of each image of the batch (one at a time:
+ * the warm-up must not set the run's memory peak), up to the last block
+ * holding a whitened layer. */
+static int gather_moments(plast_rule *r, const plast_tensor *x, plast_err *e)
+{
+    plast_model *m = r->model;
+    int batch = plast_tensor_batch(x), last = 0;
+    for (int i = 0; i < r->nwh; i++) {
+        int k = block_index(m, r->wh[i].layer);
+        last = k + 1 > last ? k + 1 : last;
+    }
+    size_t per = x->size / (size_t)batch;
+    for (int s = 0; s < batch; s++) {
+        plast_tensor one = plast_tensor_view(x->data + (size_t)s * per, 1,
+                                             plast_model_input_shape(m));
+        int rc = plast_model_inspect_blocks(m, &one, last, add_block_moments, r, e);
+        if (rc)
+            return rc;
+    }
+    return PLAST_OK;
+}
+
+/* The whiteners from the moments, which are freed. */
+static int finish_whiteners(plast_rule *r, plast_err *e)
+{
+    plast_mem *mem = plast_model_mem(r->model);
+    for (int i = 0; i < r->nwh; i++) {
+        whitened *w = &r->wh[i];
+        int rc = plast_zo_whitener(w->T, w->moments, w->d.n, r->ridge, mem, e);
+        if (rc)
+            return rc;
+        plast_mem_free(mem, w->moments);
+        w->moments = NULL;
+        w->d.T = w->T;
+    }
+    return PLAST_OK;
+}
+
 /* ---- fixed point: headroom and underflow ---- */
 
 /* Biases have a scale only once calibration is finished. */
@@ -252,11 +427,26 @@ static int prepare_codes(plast_rule *r, int biases, plast_err *e)
         if (rc)
             return rc;
         r->clamped += plast_zo_clamp_codes(&zo, t->qt);
-        t->nonzero = t->count ? (double)plast_zo_count_nonzero(&zo, 0, t->offset, t->qt) /
-                                    (double)t->count
-                              : 0;
+        t->nonzero = t->dense >= 0 ? -1
+                     : t->count ? (double)plast_zo_count_nonzero(&zo, 0, t->offset, t->qt) /
+                                      (double)t->count
+                                : 0;
     }
     return PLAST_OK;
+}
+
+/* The underflow measure of the whitened layers (their codes and whiteners
+ * set), shared by weight and bias. */
+static void measure_whitened(plast_rule *r)
+{
+    plast_zo zo = r->zo;
+    zo.step = 0;
+    for (int i = 0; r->q && i < r->nwh; i++) {
+        whitened *w = &r->wh[i];
+        trained *tw = &r->t[w->weight], *tb = &r->t[w->bias];
+        size_t nz = plast_zo_dense_count_nonzero(&zo, &w->d, 0, tw->qt, tb->qt);
+        tw->nonzero = tb->nonzero = (double)nz / (double)(tw->count + tb->count);
+    }
 }
 
 static int setup_fixed(plast_rule *r, const plast_args *a, plast_err *e)
@@ -266,7 +456,6 @@ static int setup_fixed(plast_rule *r, const plast_args *a, plast_err *e)
     int rc = plast_qmodel_create(&r->q, r->model, &qc, e);
     if (rc)
         return rc;
-    r->calib_target = (uint64_t)plast_args_int(a, "calibrate");
     return PLAST_OK;
 }
 
@@ -284,6 +473,8 @@ static int read_settings(plast_rule *r, const plast_args *a, plast_err *e)
     r->zo.eps_lsb = plast_args_real(a, "eps_lsb");
     r->zo.estimator = plast_args_enum(a, "estimator") ? PLAST_ZO_SIGN : PLAST_ZO_VALUE;
     r->zo.rounding = plast_args_enum(a, "round") ? PLAST_ZO_STOCHASTIC : PLAST_ZO_NEAREST;
+    r->ridge = plast_args_real(a, "whiten_ridge");
+    r->calib_target = (uint64_t)plast_args_int(a, "calibrate");
     if (r->precision == PREC_FP32 && r->zo.eps_lsb > 0)
         return plast_err_set(e, PLAST_E_INVAL,
                              "eps_lsb = %g needs a fixed-point precision (16w8a or 8w8a): fp32 "
@@ -309,6 +500,9 @@ static int qzoff_create(plast_rule **out, plast_model *m, const plast_args *a, p
         rc = setup_fixed(r, a, e);
     if (!rc)
         rc = setup_tensors(r, plast_args_str(a, "train"), e);
+    if (!rc && plast_args_bool(a, "whiten"))
+        rc = setup_whitening(r, e);
+    r->calibrated = !r->q && !r->nwh; /* else after the warm-up */
     if (!rc && r->q)
         rc = prepare_codes(r, 0, e);
     if (!rc && !r->q) {
@@ -351,11 +545,23 @@ static void perturb(plast_rule *r, int probe, int sign, int mult)
 {
     for (int i = 0; i < r->n; i++) {
         trained *t = &r->t[i];
+        if (t->dense >= 0)
+            continue;
         if (r->q)
             plast_zo_perturb_codes(&r->zo, probe, t->offset, t->qt, mult);
         else
             plast_zo_perturb_float(&r->zo, probe, t->offset, r->backup + t->offset, t->w,
                                    t->count, sign * r->zo.eps);
+    }
+    for (int i = 0; i < r->nwh; i++) {
+        const whitened *w = &r->wh[i];
+        trained *tw = &r->t[w->weight], *tb = &r->t[w->bias];
+        if (r->q)
+            plast_zo_dense_perturb_codes(&r->zo, &w->d, probe, tw->qt, tb->qt, mult);
+        else
+            plast_zo_dense_perturb_float(&r->zo, &w->d, probe, r->backup + tw->offset,
+                                         r->backup + tb->offset, tw->w, tb->w,
+                                         sign * r->zo.eps);
     }
 }
 
@@ -396,10 +602,20 @@ static void update(plast_rule *r)
 {
     for (int i = 0; i < r->n; i++) {
         trained *t = &r->t[i];
+        if (t->dense >= 0)
+            continue;
         if (r->q)
             plast_zo_update_codes(&r->zo, t->offset, t->qt);
         else
             plast_zo_update_float(&r->zo, t->offset, t->w, t->count);
+    }
+    for (int i = 0; i < r->nwh; i++) {
+        const whitened *w = &r->wh[i];
+        trained *tw = &r->t[w->weight], *tb = &r->t[w->bias];
+        if (r->q)
+            plast_zo_dense_update_codes(&r->zo, &w->d, tw->qt, tb->qt);
+        else
+            plast_zo_dense_update_float(&r->zo, &w->d, tw->w, tb->w);
     }
 }
 
@@ -431,26 +647,32 @@ static int float_stats(plast_rule *r, const plast_batch *b, plast_stats *st, pla
     return PLAST_OK;
 }
 
-/* Feed a batch to the calibration; finish when enough images were seen. */
-static int calibrate(plast_rule *r, const plast_batch *b, plast_err *e)
+/* Feed a batch to the warm-up (activation calibration, whitening
+ * moments); finish when enough images were seen. */
+static int warm_up(plast_rule *r, const plast_batch *b, plast_err *e)
 {
-    int rc = plast_qmodel_calibrate(r->q, &b->x, e);
+    int rc = r->q ? plast_qmodel_calibrate(r->q, &b->x, e) : PLAST_OK;
+    if (!rc && r->nwh)
+        rc = gather_moments(r, &b->x, e);
     if (rc)
         return rc;
     r->calib_seen += (uint64_t)b->n;
     if (r->calib_seen < r->calib_target)
         return PLAST_OK;
-    if ((rc = plast_qmodel_finish(r->q, e)))
+    if ((r->q && (rc = plast_qmodel_finish(r->q, e))) || (rc = finish_whiteners(r, e)))
         return rc;
     r->calibrated = 1;
-    return prepare_codes(r, 1, e);
+    if (r->q && (rc = prepare_codes(r, 1, e)))
+        return rc;
+    measure_whitened(r);
+    return PLAST_OK;
 }
 
 static int qzoff_train_batch(plast_rule *r, plast_batch *b, plast_stats *st, plast_err *e)
 {
     int rc;
-    if (r->q && !r->calibrated) {
-        if ((rc = calibrate(r, b, e)))
+    if (!r->calibrated) {
+        if ((rc = warm_up(r, b, e)))
             return rc;
         if (!r->calibrated)
             return float_stats(r, b, st, e); /* no update */
@@ -503,6 +725,14 @@ static void describe_tensor(const plast_rule *r, const trained *t,
         return;
     }
     double ratio = plast_zo_eps_ratio(&r->zo, t->qt);
+    if (t->nonzero < 0) {
+        SAY("  %s: %zu elements, int%d codes, scale %.3g%s, eps = %.3g LSB, Dmax = %lld, "
+            "whitened (non-zero perturbation codes measured once the whitener is set)",
+            name, t->count, (int)t->qt->type, t->qt->scale[0],
+            t->qt->group < t->count ? " (channel 0)" : "", ratio,
+            (long long)plast_zo_tensor_dmax(&r->zo, t->qt));
+        return;
+    }
     SAY("  %s: %zu elements, int%d codes, scale %.3g%s, eps = %.3g LSB, Dmax = %lld, "
         "non-zero perturbation codes %.1f%%",
         name, t->count, (int)t->qt->type, t->qt->scale[0],
@@ -533,17 +763,48 @@ static void qzoff_describe(const plast_rule *r, void (*line)(void *, const char 
         describe_tensor(r, &r->t[i], line, user);
     if (!r->q)
         SAY("memory: a copy of the trained elements, %zu bytes (rule)", r->elements * 4);
-    else if (r->calibrated)
+    if (r->calibrated && (r->q || r->nwh))
         SAY("calibration: done on %llu training images", (unsigned long long)r->calib_seen);
-    else
-        SAY("calibration: int8 activation scales from the first %llu training images; the "
-            "batches before the one reaching that count are not trained on",
+    else if (!r->calibrated)
+        SAY("calibration: %s from the first %llu training images; the batches before the one "
+            "reaching that count are not trained on",
+            r->q && r->nwh ? "int8 activation scales and whitening moments"
+            : r->q         ? "int8 activation scales"
+                           : "whitening moments",
             (unsigned long long)r->calib_target);
     if (r->clamped)
         SAY("note: %zu codes were clamped into the perturbation headroom", r->clamped);
+    for (int i = 0; i < r->nwh; i++) {
+        const whitened *w = &r->wh[i];
+        size_t n1 = (size_t)w->d.n + 1;
+        SAY("whitened directions (plast's extension): layer '%s', %zu rows of [weight | bias] "
+            "perturbed along T z, T = (M + %g I)^(-1/2) from the second moment M of its %d "
+            "inputs and a constant 1 over the first %llu training images; %zu bytes (rule)",
+            plast_model_layer(r->model, w->layer)->name, w->d.rows, r->ridge, w->d.n,
+            (unsigned long long)r->calib_target, n1 * n1 * sizeof(float));
+    }
 }
 
 /* ---- checkpoints: the trained list, the calibration, every code ---- */
+
+/* Version 2: the trained list, the warm-up's image count, the fixed-point
+ * model (calibration and codes), then the whitened layers: their
+ * whiteners once set, else their moments so far.  Version 1 (no
+ * whitening) stored the count only for fixed point. */
+static int save_whitened(const plast_rule *r, plast_writer *w, plast_err *e)
+{
+    int rc = plast_writer_u32(w, (uint32_t)r->nwh, e);
+    if (!rc)
+        rc = plast_writer_u32(w, (uint32_t)r->calibrated, e);
+    for (int i = 0; i < r->nwh && !rc; i++) {
+        size_t n1 = (size_t)r->wh[i].d.n + 1;
+        if (r->calibrated)
+            rc = plast_writer_floats(w, r->wh[i].T, n1 * n1, e);
+        for (size_t k = 0; !r->calibrated && k < n1 * n1 && !rc; k++)
+            rc = plast_writer_f64(w, r->wh[i].moments[k], e);
+    }
+    return rc;
+}
 
 static int qzoff_save_state(const plast_rule *r, plast_writer *w, plast_err *e)
 {
@@ -556,9 +817,11 @@ static int qzoff_save_state(const plast_rule *r, plast_writer *w, plast_err *e)
     for (int i = 0; i < r->n && !rc; i++)
         if (!(rc = plast_writer_str(w, tensor_name(r, &r->t[i], name, sizeof name), e)))
             rc = plast_writer_u64(w, r->t[i].count, e);
-    if (!rc && r->q && !(rc = plast_writer_u64(w, r->calib_seen, e)))
+    if (!rc)
+        rc = plast_writer_u64(w, r->calib_seen, e);
+    if (!rc && r->q)
         rc = plast_zo_save_qmodel(r->q, r->calibrated, plast_model_mem(r->model), w, e);
-    return rc;
+    return rc ? rc : save_whitened(r, w, e);
 }
 
 static int mismatch(plast_reader *rd, plast_err *e, const char *what)
@@ -567,16 +830,17 @@ static int mismatch(plast_reader *rd, plast_err *e, const char *what)
                         "qzoff state: %s differs from this run's", what);
 }
 
-static int load_header(plast_rule *r, plast_reader *rd, plast_err *e)
+static int load_header(plast_rule *r, plast_reader *rd, uint32_t *version, plast_err *e)
 {
-    uint32_t version, prec, n;
+    uint32_t prec, n;
     int rc;
-    if ((rc = plast_reader_u32(rd, &version, e)) || (rc = plast_reader_u32(rd, &prec, e)) ||
+    if ((rc = plast_reader_u32(rd, version, e)) || (rc = plast_reader_u32(rd, &prec, e)) ||
         (rc = plast_reader_u32(rd, &n, e)))
         return rc;
-    if (version != SAVE_VERSION)
+    if (*version != SAVE_VERSION && *version != 1)
         return plast_err_at(e, PLAST_E_DATA, plast_reader_path(rd), 0,
-                            "qzoff state: expected version %u, found %u", SAVE_VERSION, version);
+                            "qzoff state: expected version 1 or %u, found %u", SAVE_VERSION,
+                            *version);
     if ((int)prec != r->precision)
         return mismatch(rd, e, "the precision");
     if ((int)n != r->n)
@@ -593,22 +857,59 @@ static int load_header(plast_rule *r, plast_reader *rd, plast_err *e)
     return PLAST_OK;
 }
 
+/* The whitened layers' state; *set = their whiteners were set. */
+static int load_whitened(plast_rule *r, plast_reader *rd, int *set, plast_err *e)
+{
+    uint32_t nwh, done;
+    int rc;
+    if ((rc = plast_reader_u32(rd, &nwh, e)) || (rc = plast_reader_u32(rd, &done, e)))
+        return rc;
+    if ((int)nwh != r->nwh)
+        return mismatch(rd, e, "whitening (whiten)");
+    for (int i = 0; i < r->nwh && !rc; i++) {
+        whitened *w = &r->wh[i];
+        size_t n1 = (size_t)w->d.n + 1;
+        if (!done) {
+            for (size_t k = 0; k < n1 * n1 && !rc; k++)
+                rc = plast_reader_f64(rd, &w->moments[k], e);
+            continue;
+        }
+        rc = plast_reader_floats(rd, w->T, n1 * n1, e);
+        plast_mem_free(plast_model_mem(r->model), w->moments);
+        w->moments = NULL;
+        w->d.T = w->T;
+    }
+    *set = done != 0;
+    return rc;
+}
+
 static int qzoff_load_state(plast_rule *r, plast_reader *rd, plast_err *e)
 {
-    int rc = load_header(r, rd, e);
-    if (rc || !r->q)
+    uint32_t version;
+    int rc = load_header(r, rd, &version, e);
+    if (rc)
         return rc;
-    if (r->calibrated)
-        return plast_err_set(e, PLAST_E_INVAL, "qzoff: load_state after the calibration");
-    if ((rc = plast_reader_u64(rd, &r->calib_seen, e)) ||
-        (rc = plast_zo_load_qmodel(r->q, &r->calibrated, plast_model_mem(r->model), rd, e)))
+    if (r->calib_seen || (r->calibrated && (r->q || r->nwh)))
+        return plast_err_set(e, PLAST_E_INVAL, "qzoff: load_state after training began");
+    if (version == 1 && r->nwh)
+        return mismatch(rd, e, "whitening (whiten)");
+    if ((version == 1 && !r->q) || (rc = plast_reader_u64(rd, &r->calib_seen, e)))
         return rc;
+    int qdone = 1, wdone = 1;
+    if (r->q && (rc = plast_zo_load_qmodel(r->q, &qdone, plast_model_mem(r->model), rd, e)))
+        return rc;
+    if (version != 1 && (rc = load_whitened(r, rd, &wdone, e)))
+        return rc;
+    r->calibrated = qdone && (wdone || !r->nwh);
+    if (!r->calibrated || !r->q)
+        return PLAST_OK;
     plast_zo zo = r->zo;
     zo.step = 0;
     for (int i = 0; i < r->n; i++) /* the bias underflow measure, for describe */
-        if (r->t[i].qt->type == PLAST_Q_INT32 && r->calibrated && r->t[i].count)
+        if (r->t[i].qt->type == PLAST_Q_INT32 && r->t[i].dense < 0 && r->t[i].count)
             r->t[i].nonzero = (double)plast_zo_count_nonzero(&zo, 0, r->t[i].offset, r->t[i].qt) /
                               (double)r->t[i].count;
+    measure_whitened(r);
     return PLAST_OK;
 }
 
