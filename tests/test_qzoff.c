@@ -19,17 +19,6 @@
 
 /* ---- helpers ---- */
 
-static plast_zo zo_base(uint64_t step, int m, double eps)
-{
-    plast_zo zo;
-    memset(&zo, 0, sizeof zo);
-    zo.seed = 42;
-    zo.step = step;
-    zo.m = m;
-    zo.eps = eps;
-    return zo;
-}
-
 static plast_qtensor qtensor(void *codes, plast_qtype type, size_t n, const double *scale,
                              int32_t qmax)
 {
@@ -82,7 +71,7 @@ static double quad_loss(const float *w)
 Test(zo_hand, float_quadratic)
 {
     const double z[2] = {1, -0.5};
-    plast_zo zo = zo_base(0, 1, 0.01);
+    plast_zo zo = tu_zo(0, 1, 0.01);
     zo.given_z = z;
     zo.given_n = 2;
     const float w0[2] = {1, 2};
@@ -122,7 +111,7 @@ static void fixed_quadratic(plast_zo_estimator est, double eta, double kappa, co
     const double z[2] = {1, -0.5}, s = 0x1p-10;
     int16_t q[2] = {1024, 2048};
     plast_qtensor t = qtensor(q, PLAST_Q_INT16, 2, &s, 32767);
-    plast_zo zo = zo_base(0, 1, 0x1p-8); /* 4 LSB */
+    plast_zo zo = tu_zo(0, 1, 0x1p-8); /* 4 LSB */
     zo.given_z = z;
     zo.given_n = 2;
     zo.estimator = est;
@@ -166,7 +155,7 @@ Test(zo_hand, eight_bit_underflow)
     for (int i = 0; i < N; i++)
         q[i] = before[i] = (int8_t)(i % 101 - 50);
     plast_qtensor t = qtensor(q, PLAST_Q_INT8, N, &s, 127);
-    plast_zo zo = zo_base(3, 1, 0x1p-8);
+    plast_zo zo = tu_zo(3, 1, 0x1p-8);
     zo.eta = 0.1;
     /* |delta| = rint(|z| / 16) = 0 for |z| < 8, and z is clipped to 4 */
     cr_assert(eq(i64, plast_zo_delta(zo.eps, 7.9, s), 0));
@@ -191,7 +180,7 @@ Test(zo_regen, float_update_uses_probe_directions)
 {
     enum { N = 37, M = 3 };
     const uint64_t offset = 5; /* odd: starts inside a Box-Muller pair */
-    plast_zo zo = zo_base(7, M, 1.0);
+    plast_zo zo = tu_zo(7, M, 1.0);
     zo.sparsity = 0.3;
     float zero[N] = {0}, probe[M][N], w[N] = {0};
     for (int i = 0; i < M; i++) {
@@ -218,7 +207,7 @@ Test(zo_regen, float_update_uses_probe_directions)
 
 Test(zo_regen, tensors_are_slices_of_one_vector)
 {
-    plast_zo zo = zo_base(11, 2, 1.0);
+    plast_zo zo = tu_zo(11, 2, 1.0);
     double all[40], part[40];
     plast_zo_directions(&zo, 1, 0, 40, all);
     for (uint64_t off = 0; off < 9; off++) {
@@ -245,7 +234,7 @@ Test(zo_regen, code_update_uses_probe_deltas)
     for (int k = 0; k < N; k++)
         q[k] = start[k] = (int16_t)(k * 37 % 2001 - 1000);
     plast_qtensor t = qtensor(q, PLAST_Q_INT16, N, &s, 32767);
-    plast_zo zo = zo_base(5, M, 3 * s);
+    plast_zo zo = tu_zo(5, M, 3 * s);
     zo.rounding = PLAST_ZO_NEAREST;
     int64_t delta[M][N];
     for (int i = 0; i < M; i++) {
@@ -277,7 +266,7 @@ Test(zo_regen, code_update_uses_probe_deltas)
 Test(zo_hand, sign_update_invariant_to_loss_scale)
 {
     enum { N = 64 };
-    plast_zo zo = zo_base(2, 2, 1e-3);
+    plast_zo zo = tu_zo(2, 2, 1e-3);
     zo.estimator = PLAST_ZO_SIGN;
     zo.eta = 0.01;
     float a[N], b[N];
@@ -299,7 +288,7 @@ Test(zo_hand, headroom_refusal_names_eps_scale_and_bits)
     const double s = 1e-3;
     int8_t q[4] = {100, -100, 3, 0};
     plast_qtensor t = qtensor(q, PLAST_Q_INT8, 4, &s, 127);
-    plast_zo zo = zo_base(0, 1, 0.03); /* Dmax = 120 > 31 */
+    plast_zo zo = tu_zo(0, 1, 0.03); /* Dmax = 120 > 31 */
     plast_err e;
     cr_assert(eq(int, plast_zo_check_headroom(&zo, &t, "out.weight", &e), PLAST_E_INVAL));
     cr_expect(strstr(e.msg, "'out.weight'") != NULL, "%s", e.msg);
@@ -459,7 +448,7 @@ Test(qzoff_fp32, directional_derivative_matches_bp)
     cr_assert(np < 512);
     double rel[100];
     for (int j = 0; j < 100; j++) {
-        plast_zo zo = zo_base((uint64_t)j, 1, 1e-3);
+        plast_zo zo = tu_zo((uint64_t)j, 1, 1e-3);
         double fd, bp;
         directional(&n, x, y, &zo, w0, &fd, &bp);
         rel[j] = fabs(fd - bp) / fmax(fabs(bp), 1e-12);
@@ -493,7 +482,7 @@ Test(qzoff_fp32, estimator_is_unbiased)
     for (int k = 0; k < 10; k++)
         g[100 + k] = l->param[1].g[k];
     for (int j = 0; j < N; j++) {
-        plast_zo zo = zo_base((uint64_t)j, 1, 1e-3);
+        plast_zo zo = tu_zo((uint64_t)j, 1, 1e-3);
         double lpm[2];
         for (int sgn = 0; sgn < 2; sgn++) {
             plast_zo_perturb_float(&zo, 0, 0, w0, l->param[0].w, 100, sgn ? -1e-3 : 1e-3);

@@ -16,25 +16,6 @@
 
 #include "testutil.h"
 
-static plast_mem *tu_mem(void)
-{
-    plast_mem *m;
-    plast_err e;
-    CHECK_OK(plast_mem_create(&m, &e), e);
-    return m;
-}
-
-static plast_zo zo_base(uint64_t step, int m, double eps)
-{
-    plast_zo zo;
-    memset(&zo, 0, sizeof zo);
-    zo.seed = 42;
-    zo.step = step;
-    zo.m = m;
-    zo.eps = eps;
-    return zo;
-}
-
 /* Samples with a large common mean and one nearly constant feature: the
  * kind of input whose second moment is far from isotropic. */
 static void features(float *x, int n, int batch, uint64_t seed)
@@ -126,7 +107,7 @@ Test(zo_whiten, direction_is_T_times_the_rows_stream_values)
     for (int i = 0; i < N1 * N1; i++)
         T[i] = (float)((i * 7 % 11) - 5) / 8;
     double scratch[3 * N1], z[TOTAL], zhat[N1];
-    plast_zo zo = zo_base(9, 2, 1e-3);
+    plast_zo zo = tu_zo(9, 2, 1e-3);
     plast_zo_dense d = dense_of(ROWS, N, T, scratch);
     plast_zo_directions(&zo, 1, 0, TOTAL, z);
     for (size_t r = 0; r < ROWS; r++) {
@@ -150,7 +131,7 @@ Test(zo_whiten, float_perturb_and_update_follow_the_directions)
     for (int i = 0; i < N1 * N1; i++)
         T[i] = (float)(i % N1 == i / N1 ? 0.9 : 0.05 * ((i * 5) % 7 - 3));
     double scratch[(M + 1) * N1];
-    plast_zo zo = zo_base(4, M, 0.5);
+    plast_zo zo = tu_zo(4, M, 0.5);
     plast_zo_dense d = dense_of(ROWS, N, T, scratch);
     float w0[ROWS * N] = {0}, b0[ROWS] = {0}, w[ROWS * N], b[ROWS];
     double zh[M][ROWS][N1];
@@ -191,7 +172,7 @@ Test(zo_whiten, fixed_point_step_by_hand)
     plast_qtensor tw = {0, 0, PLAST_Q_INT16, 1, qw, &sw, 1, 32767};
     plast_qtensor tb = {0, 1, PLAST_Q_INT32, 1, qb, &sb, 1, 2147483647};
     double scratch[4];
-    plast_zo zo = zo_base(0, 1, 0x1p-8);
+    plast_zo zo = tu_zo(0, 1, 0x1p-8);
     zo.given_z = given;
     zo.given_n = 2;
     plast_zo_dense d = {1, 1, 0, 1, T, scratch};
@@ -233,7 +214,7 @@ Test(zo_whiten, codes_restore_exactly_and_update_uses_the_probe_deltas)
         qb[k] = b_start[k] = k * 1000 - 2000;
     plast_qtensor tw = {0, 0, PLAST_Q_INT16, ROWS * N, qw, &sw, ROWS * N, 32767};
     plast_qtensor tb = {0, 1, PLAST_Q_INT32, ROWS, qb, &sb, ROWS, 2147483647};
-    plast_zo zo = zo_base(5, M, 3 * sw);
+    plast_zo zo = tu_zo(5, M, 3 * sw);
     plast_zo_dense d = dense_of(ROWS, N, T, scratch);
     int64_t dw[M][ROWS * N], db[M][ROWS];
     for (uint64_t step = 0; step < 20; step++) {
@@ -286,7 +267,7 @@ Test(zo_whiten, estimate_mean_is_the_preconditioned_gradient)
     CHECK_OK(plast_zo_whitener(T, mom, N, 0.1, mem, &e), e);
     const double g[ROWS][N1] = {{0.3, -1.0, 0.2, 0.5, -0.4}, {-0.7, 0.1, 0.9, -0.2, 0.6}};
     double mean[ROWS][N1] = {{0}}, want[ROWS][N1] = {{0}};
-    plast_zo zo = zo_base(0, 1, 1e-3);
+    plast_zo zo = tu_zo(0, 1, 1e-3);
     plast_zo_dense d = dense_of(ROWS, N, T, scratch);
     for (uint64_t t = 0; t < DIRS; t++) {
         zo.step = t;

@@ -35,6 +35,27 @@ static inline void tu_remove_tmpdir(const char *dir)
     cr_expect(system(cmd) == 0, "%s failed", cmd);
 }
 
+/* A fresh memory tracker. */
+static inline plast_mem *tu_mem(void)
+{
+    plast_mem *m;
+    plast_err e;
+    CHECK_OK(plast_mem_create(&m, &e), e);
+    return m;
+}
+
+/* One zero-order step's settings: seed 42, the rest zero. */
+static inline plast_zo tu_zo(uint64_t step, int m, double eps)
+{
+    plast_zo zo;
+    memset(&zo, 0, sizeof zo);
+    zo.seed = 42;
+    zo.step = step;
+    zo.m = m;
+    zo.eps = eps;
+    return zo;
+}
+
 static inline plast_config *tu_config(const char *text)
 {
     plast_config *c = NULL;
