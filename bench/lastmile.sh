@@ -1,7 +1,7 @@
 #!/bin/bash
 # The "last mile" experiment (ALGORITHMS.md §5.7), run by hand from a build:
 #   make && nice bench/lastmile.sh [--quick] [--ft] [--full-grid] [--tasks LIST]
-#                                  [--schedule constant|cosine] WORKDIR
+#                                  [--schedule constant|cosine] [--reuse] WORKDIR
 #
 # 1. data      bench/lastmile data: Q1 (domain shift: rotation 30°, noise
 #              sigma 0.3) and Q2 (class shift: new classes 5-9, 20 support
@@ -18,8 +18,8 @@
 #              (same steps, so the comparison isolates the variance); 8w8a
 #              sign m = 1 with eps = 1e-3 and eps = 2 LSB at the lr chosen for
 #              16w8a sign; 16w8a with whitened directions (rule.qzoff.whiten,
-#              plast's extension): value and sign m = 1 over their grids,
-#              value m = 3 at the lr chosen for value m = 1.  --full-grid sweeps the whole grid for those too;
+#              plast's extension): value and sign m = 1 and value m = 3,
+#              each over its grid.  --full-grid sweeps the whole grid for those too;
 #              --ft adds fp32 and 16w8a FT (value and sign, m = 1).  The lr
 #              with the best validation accuracy is reported (runs.md lists
 #              every run).  LP: bp freezes c1, c2 and fc1; qzoff trains
@@ -59,26 +59,31 @@
 # --schedule: the learning-rate schedule of every adaptation run, bp and
 #          qzoff alike ([optimizer] schedule; default constant, as §5.7):
 #          cosine decays each run's lr to 0 over its steps
+# --reuse: a run that finished in an earlier invocation on WORKDIR (same
+#          name, so same task, configuration and lr) is not run again: its
+#          log, checkpoint and wall time are kept.  Only for an unchanged
+#          build and settings: it lets a changed grid add its new runs.
 # Environment: PLAST (default ../examples/plast of this tree; its build
 # directory must hold plugins/.libs and bench/lastmile), LASTMILE (the
 # bench/lastmile binary), PLAST_LASTMILE_THREADS (default 1).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(dirname "$HERE")
-QUICK=0 FT=0 FULL_GRID=0 TASKS="q1rot,q1noise,q2" SCHEDULE=constant W=""
+QUICK=0 FT=0 FULL_GRID=0 REUSE=0 TASKS="q1rot,q1noise,q2" SCHEDULE=constant W=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --ft) FT=1 ;;
     --full-grid) FULL_GRID=1 ;;
+    --reuse) REUSE=1 ;;
     --tasks) TASKS=$2; shift ;;
     --schedule) SCHEDULE=$2; shift ;;
-    -h|--help) sed -n '2,64p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,68p' "$0"; exit 0 ;;
     -*) echo "lastmile.sh: unknown option $1" >&2; exit 64 ;;
     *) W=$1 ;;
   esac; shift
 done
-[ -n "$W" ] || { echo "usage: bench/lastmile.sh [--quick] [--ft] [--full-grid] [--tasks LIST] [--schedule S] WORKDIR" >&2
+[ -n "$W" ] || { echo "usage: bench/lastmile.sh [--quick] [--ft] [--full-grid] [--tasks LIST] [--schedule S] [--reuse] WORKDIR" >&2
                  exit 64; }
 mkdir -p "$W" && W=$(cd "$W" && pwd) || exit 73
 PLAST=${PLAST:-$TOP/examples/plast}
@@ -106,6 +111,7 @@ else
 fi
 Q1_BATCH=64 Q2_BATCH=50
 FREEZE=(--set layer.c1.frozen=true --set layer.c2.frozen=true --set layer.fc1.frozen=true)
+[ $REUSE = 1 ] && [ -s "$R/runs.tsv" ] && cat "$R/runs.tsv" >> "$R/runs.prev.tsv"
 : > "$R/runs.tsv"
 : > "$W/timing.tsv"
 
@@ -183,17 +189,24 @@ phase_end
 # run TASK CONFIG PRECISION TRAINS ESTIMATOR M EPS LR ARGS...
 run() {
   local task=$1 config=$2 prec=$3 trains=$4 est=$5 m=$6 eps=$7 lr=$8; shift 8
-  local name="$task-$config-lr$lr" t0 rc
-  log "$name"
-  t0=$(now)
-  "$PLAST" train "$INI" --progress=none --threads "$THREADS" --log "$R/$name.jsonl" \
-    --checkpoint "$R/$name.ckpt" "${TASK_ARGS[@]}" --set optimizer.type=sgd \
-    --set optimizer.lr="$lr" "$@" > "$R/$name.out" 2> "$R/$name.err"
-  rc=$?
-  [ $rc = 0 ] || log "$name FAILED: $(tail -n1 "$R/$name.err")"
+  local name="$task-$config-lr$lr" t0 rc wall=""
+  [ $REUSE = 1 ] && wall=$(awk -F'\t' -v n="$name" '$10 == n && $12 == 0 { w = $11 } END { print w }' \
+                           "$R/runs.prev.tsv" 2>/dev/null)
+  if [ -n "$wall" ] && grep -q '"type":"epoch"' "$R/$name.jsonl" 2>/dev/null; then
+    log "$name (reused)"
+    rc=0
+  else
+    log "$name"
+    t0=$(now)
+    "$PLAST" train "$INI" --progress=none --threads "$THREADS" --log "$R/$name.jsonl" \
+      --checkpoint "$R/$name.ckpt" "${TASK_ARGS[@]}" --set optimizer.type=sgd \
+      --set optimizer.lr="$lr" "$@" > "$R/$name.out" 2> "$R/$name.err"
+    rc=$?
+    [ $rc = 0 ] || log "$name FAILED: $(tail -n1 "$R/$name.err")"
+    wall=$(awk "BEGIN{printf \"%.2f\", $(now) - $t0}")
+  fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$task" "$config" "$prec" "$trains" \
-    "$est" "$m" "$eps" "$lr" "$STEPS" "$name" "$(awk "BEGIN{printf \"%.2f\", $(now) - $t0}")" \
-    "$rc" >> "$R/runs.tsv"
+    "$est" "$m" "$eps" "$lr" "$STEPS" "$name" "$wall" "$rc" >> "$R/runs.tsv"
 }
 qz() { # TASK CONFIG PRECISION TRAINS ESTIMATOR M EPS LRS [ARGS...]
   local task=$1 config=$2 prec=$3 trains=$4 est=$5 m=$6 eps=$7 lrs=$8 lr; shift 8
@@ -258,15 +271,13 @@ task_runs() { # TASK
   qz $task q16-lp-sign-m3 16w8a LP sign 3 1e-3 "$lrs"
   phase_end
   # plast's extension: the head's directions whitened by its input's
-  # second moment (rule.qzoff.whiten); m = 3 at the lr chosen for m = 1
+  # second moment (rule.qzoff.whiten); m = 3 over its own grid: it is the
+  # run the bar is read from, and the optimum moves with m here
   phase_start "$task 16w8a LP whitened"
-  local WH=(--set rule.qzoff.whiten=true) lrw=$LR_VALUE
+  local WH=(--set rule.qzoff.whiten=true)
   qz $task q16-lp-value-m1-whiten 16w8a LP value 1 1e-3 "$LR_VALUE" "${WH[@]}"
   qz $task q16-lp-sign-m1-whiten 16w8a LP sign 1 1e-3 "$LR_SIGN" "${WH[@]}"
-  if [ $FULL_GRID = 0 ]; then
-    lrw=$(best_lr $task q16-lp-value-m1-whiten); lrw=${lrw:-$LR_VALUE}
-  fi
-  qz $task q16-lp-value-m3-whiten 16w8a LP value 3 1e-3 "$lrw" "${WH[@]}"
+  qz $task q16-lp-value-m3-whiten 16w8a LP value 3 1e-3 "$LR_VALUE" "${WH[@]}"
   phase_end
   phase_start "$task 8w8a LP"
   qz $task q8-lp-sign-m1-eps1e-3 8w8a LP sign 1 1e-3 "$lrs"
