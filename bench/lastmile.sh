@@ -43,14 +43,13 @@
 # does not update before (15 of 3,000 steps for Q1, 19 of 500 for Q2);
 # those float forwards set the training-run tracker peak of 16w8a/8w8a.
 #
-# Time on 1 thread, measured on the shared 2-core machine (load ~3) with
-# --quick and scaled to full length: data + tiles 5 s; pre-training 92 s
-# (Q1, 15 epochs of 50,000) + ~55 s (Q2); per Q1 run (192,000 samples)
-# bp LP 17 s, bp FT 32 s, fp32 FF LP m=1 15 s, 16w8a/8w8a LP m=1 25 s,
-# 16w8a LP m=3 50 s, fp32 FF FT 33 s, 16w8a FT 52 s, plus ~1 s to load and
-# evaluate; a Q2 run is 1/8 of that.  Full mode: ~12 min per Q1 task,
-# ~1.5 min for Q2, ~30 min in all (~40 under heavier load); --full-grid
-# adds ~8 min and --ft ~13 min per Q1 task.
+# Time on 1 thread on the shared 2-core machine (full mode, 2026-11-24):
+# data + tiles 5 s; pre-training ~90 s (Q1, 15 epochs of 50,000) + ~55 s
+# (Q2), skipped when WORKDIR has the checkpoints; per Q1 run (192,000
+# samples) bp LP 4 s, bp FT 6 s, fp32 FF LP m=1 4 s, 16w8a/8w8a LP m=1
+# 17 s, 16w8a LP m=3 50 s, plus ~1 s to load and evaluate; a Q2 run is
+# 1/8 of that.  Full mode: ~13.5 min per Q1 task, ~1.5 min for Q2, ~29 min
+# in all; --full-grid adds ~8 min per Q1 task, --ft more.
 #
 # --quick: 60 (Q1) / 40 (Q2) steps, one learning rate per configuration,
 #          a 40-batch pre-training: proves the pipeline (about 1 min), the
@@ -78,7 +77,7 @@ while [ $# -gt 0 ]; do
     --reuse) REUSE=1 ;;
     --tasks) TASKS=$2; shift ;;
     --schedule) SCHEDULE=$2; shift ;;
-    -h|--help) sed -n '2,68p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,67p' "$0"; exit 0 ;;
     -*) echo "lastmile.sh: unknown option $1" >&2; exit 64 ;;
     *) W=$1 ;;
   esac; shift
