@@ -5,7 +5,9 @@
  * forward, loss; by -eps z, forward, loss; restore.  Then update every
  * trained element from the m loss differences and the regenerated z
  * (plast/zo.h).  No backward pass, no gradients, no optimiser state, no
- * stored activations: 2m forwards per update.
+ * stored activations: 2m forwards per update.  With whiten = true each
+ * trained dense layer's [weight | bias] rows move along T z instead, T
+ * from the second moment of the layer's input (plast/zo_whiten.h).
  *
  * fp32 perturbs the float weights.  Rounding makes w + eps z - eps z differ
  * from w, so every probe starts from a copy of the trained elements (rule
@@ -16,10 +18,11 @@
  * a copy.  After each update the dequantised codes are written back into
  * the float model, so checkpoints hold what the codes say.
  *
- * Calibration (fixed point): the first training batches go to the
- * activation calibration until `calibrate` images have been seen; the
- * scales are frozen on the batch that reaches that count, and training
- * starts on that same batch.  The batches before it are not trained on
+ * Calibration (fixed point, or whiten = true): the first training batches
+ * go to the activation calibration and the whitening moments until
+ * `calibrate` images have been seen; the scales and whiteners are frozen
+ * on the batch that reaches that count, and training starts on that same
+ * batch.  The batches before it are not trained on
  * (their statistics come from the float model).  So ceil(calibrate / B)
  * batches calibrate and ceil(calibrate / B) - 1 updates are skipped. */
 #include "config.h"
@@ -61,8 +64,9 @@ static const plast_setting qzoff_settings[] = {
     {"sparsity", PLAST_S_REAL, "0", 0, 1, NULL, PLAST_S_MAX_OPEN,
      "probability that an element sits a step out (neither perturbed nor updated)"},
     {"calibrate", PLAST_S_INT, "1000", 1, 1e9, NULL, 0,
-     "fixed point: training images whose activations set the int8 scales; the batches "
-     "before the one reaching this count are not trained on"},
+     "fixed point or whiten: training images whose activations set the int8 scales and "
+     "the whitening moments; the batches before the one reaching this count are not "
+     "trained on"},
     {"per_channel", PLAST_S_BOOL, "false", 0, 0, NULL, 0,
      "fixed point: one weight scale per output channel instead of per tensor"},
     {"whiten", PLAST_S_BOOL, "false", 0, 0, NULL, 0,
