@@ -1310,3 +1310,67 @@ Test(qzoff_whiten, beats_isotropic_on_an_ill_conditioned_input)
                   precisions[p], best_white, best_iso);
     }
 }
+
+/* A RULE chunk in version 1's layout (fp32: the header only) for relu_ini
+ * with train = last: what checkpoints written before whitening hold. */
+static void write_version(const char *path, uint32_t version)
+{
+    plast_err e;
+    plast_writer *w;
+    CHECK_OK(plast_writer_create(&w, &e), e);
+    CHECK_OK(plast_writer_chunk(w, "RULE", &e), e);
+    CHECK_OK(plast_writer_u32(w, version, &e), e);
+    CHECK_OK(plast_writer_u32(w, 0, &e), e); /* fp32 */
+    CHECK_OK(plast_writer_u32(w, 2, &e), e);
+    CHECK_OK(plast_writer_str(w, "out.weight", &e), e);
+    CHECK_OK(plast_writer_u64(w, 8 * C, &e), e);
+    CHECK_OK(plast_writer_str(w, "out.bias", &e), e);
+    CHECK_OK(plast_writer_u64(w, C, &e), e);
+    CHECK_OK(plast_writer_commit(w, path, &e), e);
+    plast_writer_destroy(w);
+}
+
+static int load_rule_chunk(tu_net *n, const char *path, plast_err *e)
+{
+    plast_reader *r;
+    CHECK_OK(plast_reader_open(&r, path, e), *e);
+    CHECK_OK(plast_reader_chunk(r, "RULE", e), *e);
+    int rc = n->ops->load_state(n->rule, r, e);
+    plast_reader_destroy(r);
+    return rc;
+}
+
+/* Version 1 still loads; with whiten it is refused (it has no moments),
+ * and an unknown version is named. */
+Test(qzoff_whiten, reads_version_1_state)
+{
+    char path[] = "/tmp/qzoff-v1-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    plast_err e;
+    tu_net n;
+    write_version(path, 1);
+    tu_net_init(&n, relu_ini("precision = fp32\n"), F, C, "qzoff", 12);
+    tu_net_create_rule(&n);
+    CHECK_OK(load_rule_chunk(&n, path, &e), e);
+    run_relu(&n, 0, 2, 0.05);
+    tu_net_fini(&n);
+    tu_net_init(&n, relu_ini("precision = fp32\nwhiten = true\n"), F, C, "qzoff", 12);
+    tu_net_create_rule(&n);
+    cr_assert(eq(int, load_rule_chunk(&n, path, &e), PLAST_E_DATA));
+    cr_expect(strstr(e.msg, "whitening (whiten) differs") != NULL, "%s", e.msg);
+    tu_net_fini(&n);
+    write_version(path, 3);
+    tu_net_init(&n, relu_ini("precision = fp32\n"), F, C, "qzoff", 12);
+    tu_net_create_rule(&n);
+    cr_assert(eq(int, load_rule_chunk(&n, path, &e), PLAST_E_DATA));
+    cr_expect(strstr(e.msg, "expected version 1 or 2, found 3") != NULL, "%s", e.msg);
+    tu_net_fini(&n);
+    unlink(path);
+}
+
+Test(qzoff_whiten, per_channel_codes_restore_exactly)
+{
+    eta_zero_fixed("16w8a", "whiten = true\nper_channel = true\n");
+}

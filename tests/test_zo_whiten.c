@@ -194,7 +194,8 @@ Test(zo_whiten, fixed_point_step_by_hand)
 }
 
 /* Restore after +1, -2, +1 is exact over many steps, and the update is
- * sum_i kappa_i delta_i of the probes' own deltas. */
+ * sum_i kappa_i delta_i of the probes' own deltas; one weight scale per
+ * row (per channel). */
 Test(zo_whiten, codes_restore_exactly_and_update_uses_the_probe_deltas)
 {
     enum { N = 7, N1 = N + 1, ROWS = 5, M = 3, S = 50 };
@@ -205,16 +206,16 @@ Test(zo_whiten, codes_restore_exactly_and_update_uses_the_probe_deltas)
     plast_err e;
     plast_mem *mem = tu_mem();
     CHECK_OK(plast_zo_whitener(T, mom, N, 0.1, mem, &e), e);
-    const double sw = 0x1p-12, sb = 0x1p-16;
+    const double sw[ROWS] = {0x1p-12, 0x1p-11, 0x1p-13, 0x1p-12, 0x1p-10}, sb = 0x1p-16;
     int16_t qw[ROWS * N], w_start[ROWS * N];
     int32_t qb[ROWS], b_start[ROWS];
     for (int k = 0; k < ROWS * N; k++)
         qw[k] = w_start[k] = (int16_t)(k * 37 % 2001 - 1000);
     for (int k = 0; k < ROWS; k++)
         qb[k] = b_start[k] = k * 1000 - 2000;
-    plast_qtensor tw = {0, 0, PLAST_Q_INT16, ROWS * N, qw, &sw, ROWS * N, 32767};
+    plast_qtensor tw = {0, 0, PLAST_Q_INT16, ROWS * N, qw, sw, N, 32767}; /* per row */
     plast_qtensor tb = {0, 1, PLAST_Q_INT32, ROWS, qb, &sb, ROWS, 2147483647};
-    plast_zo zo = tu_zo(5, M, 3 * sw);
+    plast_zo zo = tu_zo(5, M, 3 * sw[0]);
     plast_zo_dense d = dense_of(ROWS, N, T, scratch);
     int64_t dw[M][ROWS * N], db[M][ROWS];
     for (uint64_t step = 0; step < 20; step++) {
@@ -231,6 +232,14 @@ Test(zo_whiten, codes_restore_exactly_and_update_uses_the_probe_deltas)
                       "step %d probe %d", (int)step, i);
         }
     }
+    for (int i = 0; i < M; i++) /* the last step's deltas: each row at its own scale */
+        for (size_t r = 0; r < ROWS; r++) {
+            double zh[N1];
+            plast_zo_dense_direction(&zo, &d, i, r, zh);
+            for (int j = 0; j < N; j++)
+                cr_assert(eq(i64, dw[i][r * N + j], plast_zo_delta(zo.eps, zh[j], sw[r])));
+            cr_assert(eq(i64, db[i][r], plast_zo_delta(zo.eps, zh[N], sb)));
+        }
     zo.eta = 1e-3;
     zo.half_diff[0] = 0.02;
     zo.half_diff[1] = -0.05;
