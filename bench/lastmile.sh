@@ -19,7 +19,7 @@
 #              sign m = 1 with eps = 1e-3 and eps = 2 LSB at the lr chosen for
 #              16w8a sign; 16w8a with whitened directions (rule.qzoff.whiten,
 #              plast's extension): value and sign m = 1 and value m = 3,
-#              each over its grid.  --full-grid sweeps the whole grid for those too;
+#              each over its grid, and value m = 3 in fp32.  --full-grid sweeps the whole grid for those too;
 #              --ft adds fp32 and 16w8a FT (value and sign, m = 1).  The lr
 #              with the best validation accuracy is reported (runs.md lists
 #              every run).  LP: bp freezes c1, c2 and fc1; qzoff trains
@@ -48,7 +48,7 @@
 # (Q2), skipped when WORKDIR has the checkpoints; per Q1 run (192,000
 # samples) bp LP 4 s, bp FT 6 s, fp32 FF LP m=1 4 s, 16w8a/8w8a LP m=1
 # 17 s, 16w8a LP m=3 50 s, plus ~1 s to load and evaluate; a Q2 run is
-# 1/8 of that.  Full mode: ~13.5 min per Q1 task, ~1.5 min for Q2, ~29 min
+# 1/8 of that.  Full mode: ~14.5 min per Q1 task, ~1.5 min for Q2, ~32 min
 # in all; --full-grid adds ~8 min per Q1 task, --ft more.
 #
 # --quick: 60 (Q1) / 40 (Q2) steps, one learning rate per configuration,
@@ -272,11 +272,12 @@ task_runs() { # TASK
   # plast's extension: the head's directions whitened by its input's
   # second moment (rule.qzoff.whiten); m = 3 over its own grid: it is the
   # run the bar is read from, and the optimum moves with m here
-  phase_start "$task 16w8a LP whitened"
+  phase_start "$task LP whitened"
   local WH=(--set rule.qzoff.whiten=true)
   qz $task q16-lp-value-m1-whiten 16w8a LP value 1 1e-3 "$LR_VALUE" "${WH[@]}"
   qz $task q16-lp-sign-m1-whiten 16w8a LP sign 1 1e-3 "$LR_SIGN" "${WH[@]}"
   qz $task q16-lp-value-m3-whiten 16w8a LP value 3 1e-3 "$LR_VALUE" "${WH[@]}"
+  qz $task ff-lp-value-m3-whiten fp32 LP value 3 1e-3 "$LR_VALUE" "${WH[@]}"
   phase_end
   phase_start "$task 8w8a LP"
   qz $task q8-lp-sign-m1-eps1e-3 8w8a LP sign 1 1e-3 "$lrs"
