@@ -363,8 +363,10 @@ static int add_block_moments(void *user, int k, plast_block_run *run, plast_err 
         const plast_tensor *x = src >= run->first ? plast_block_layer_output(run, src) : run->x;
         int batch = plast_tensor_batch(x);
         if (plast_tensor_sample_size(x) != (size_t)w->d.n)
-            return plast_err_set(e, PLAST_E_INVAL, "whiten: layer %d reads %zu values, not %d",
-                                 w->layer, plast_tensor_sample_size(x), w->d.n);
+            return plast_err_set(e, PLAST_E_INVAL,
+                                 "whiten: layer '%s' reads %zu values, expected its %d inputs",
+                                 plast_model_layer(r->model, w->layer)->name,
+                                 plast_tensor_sample_size(x), w->d.n);
         plast_zo_moments_add(w->moments, w->d.n, x->data, batch);
     }
     return PLAST_OK;
@@ -457,10 +459,7 @@ static int setup_fixed(plast_rule *r, const plast_args *a, plast_err *e)
 {
     plast_qconfig qc = {r->precision == PREC_16W8A ? 16 : 8, 8,
                         plast_args_bool(a, "per_channel"), 1.25};
-    int rc = plast_qmodel_create(&r->q, r->model, &qc, e);
-    if (rc)
-        return rc;
-    return PLAST_OK;
+    return plast_qmodel_create(&r->q, r->model, &qc, e);
 }
 
 static int read_settings(plast_rule *r, const plast_args *a, plast_err *e)
