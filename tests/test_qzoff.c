@@ -1374,3 +1374,18 @@ Test(qzoff_whiten, per_channel_codes_restore_exactly)
 {
     eta_zero_fixed("16w8a", "whiten = true\nper_channel = true\n");
 }
+
+/* A whitened tensor's underflow is warned about before its whitener
+ * exists (8-bit weights with eps = 2e-4, as in test 3 above). */
+Test(qzoff_whiten, underflow_warns_before_the_warm_up)
+{
+    tu_net n;
+    tu_net_init(&n, relu_ini("precision = 8w8a\ncalibrate = 16\neps = 2e-4\nwhiten = true\n"), F,
+                C, "qzoff", 4);
+    tu_net_create_rule(&n);
+    lines l = {{0}};
+    n.ops->describe(n.rule, collect, &l);
+    cr_expect(strstr(l.text, "warning: out.weight: eps is") != NULL, "%s", l.text);
+    cr_expect(strstr(l.text, "most perturbation codes will be zero") != NULL, "%s", l.text);
+    tu_net_fini(&n);
+}

@@ -734,6 +734,10 @@ static void describe_tensor(const plast_rule *r, const trained *t,
             name, t->count, (int)t->qt->type, t->qt->scale[0],
             t->qt->group < t->count ? " (channel 0)" : "", ratio,
             (long long)plast_zo_tensor_dmax(&r->zo, t->qt));
+        if (ratio < 0.5) /* each zhat element has variance <= 1: no less underflow */
+            SAY("warning: %s: eps is %.3g LSB (< 0.5): most perturbation codes will be zero, "
+                "so Lp - Lm is mostly 0 and the codes hardly move (perturbation underflow)",
+                name, ratio);
         return;
     }
     SAY("  %s: %zu elements, int%d codes, scale %.3g%s, eps = %.3g LSB, Dmax = %lld, "
