@@ -13,6 +13,10 @@
  *   lastmile infer INI [--resume CKPT] [SECTION.KEY=VALUE]...
  *       test accuracy and tracker peak of the evaluation forward (the
  *       rule's own forward: fixed point for a calibrated qzoff run)
+ *   lastmile features INI CKPT IMAGES LABELS [SECTION.KEY=VALUE]...
+ *       how far the head's input features are from isotropic over the
+ *       images: E|x|^2, |E x|^2, the largest eigenvalue of E[x x^T], the
+ *       trace over it, dead features (one JSON line)
  *
  * Exit status: 0 ok, 1 failure (the message names what), 64 usage. */
 #include "config.h"
@@ -24,6 +28,7 @@
 #include <string.h>
 
 #include "plast/plast.h"
+#include "feature_stats.h"
 #include "lastmile_data.h"
 
 #define EXIT_USAGE 64
@@ -43,7 +48,8 @@ static int usage(void)
     fputs("usage: lastmile data [--source DIR] [--seed N] OUTDIR\n"
           "       lastmile tile OUT TIMES PREFIX [TAIL]\n"
           "       lastmile proto INI CKPT IMAGES LABELS OUT [SECTION.KEY=VALUE]...\n"
-          "       lastmile infer INI [--resume CKPT] [SECTION.KEY=VALUE]...\n",
+          "       lastmile infer INI [--resume CKPT] [SECTION.KEY=VALUE]...\n"
+          "       lastmile features INI CKPT IMAGES LABELS [SECTION.KEY=VALUE]...\n",
           stderr);
     return EXIT_USAGE;
 }
@@ -390,11 +396,11 @@ static int find_head(plast_model *m, plast_layer **head, plast_err *e)
     const plast_block *b = K >= 2 ? plast_model_block(m, K - 1) : NULL;
     if (!b || b->trainable < 0)
         return plast_err_set(e, PLAST_E_INVAL,
-                             "proto: expected at least two blocks, the last one trainable");
+                             "expected at least two blocks, the last one trainable (the head)");
     plast_layer *l = plast_model_layer(m, b->trainable);
     if (strcmp(l->ops->name, "dense") || l->nparams != 2)
         return plast_err_set(e, PLAST_E_INVAL,
-                             "proto: expected a dense head with a bias, found layer '%s' of "
+                             "expected a dense head with a bias, found layer '%s' of "
                              "type %s with %d parameters",
                              l->name, l->ops->name, l->nparams);
     *head = l;
@@ -420,9 +426,12 @@ static int features_of(plast_model *m, const plast_dataset *d, size_t begin, int
     return rc;
 }
 
-/* sums[c * nf + j] += features of class c; counts[c]++. */
-static int add_class_sums(plast_model *m, const plast_dataset *d, int nf, double *sums,
-                          size_t *counts, plast_err *e)
+/* visit(user, features, first sample, n) for each batch of d's features
+ * (nf per sample) before the head. */
+typedef void (*feature_visit)(void *user, const float *f, size_t begin, int n);
+
+static int feature_batches(plast_model *m, const plast_dataset *d, int nf, feature_visit visit,
+                           void *user, plast_err *e)
 {
     for (size_t begin = 0; begin < d->n; begin += FEATURE_BATCH) {
         int n = (int)(d->n - begin < FEATURE_BATCH ? d->n - begin : FEATURE_BATCH);
@@ -433,18 +442,31 @@ static int add_class_sums(plast_model *m, const plast_dataset *d, int nf, double
         if (plast_tensor_sample_size(&f) != (size_t)nf) {
             plast_tensor_free(&f);
             return plast_err_set(e, PLAST_E_INVAL,
-                                 "proto: expected %d features before the head, found %zu", nf,
+                                 "expected %d features before the head, found %zu", nf,
                                  plast_tensor_sample_size(&f));
         }
-        for (int i = 0; i < n; i++) {
-            int c = d->labels[begin + (size_t)i];
-            for (int j = 0; j < nf; j++)
-                sums[(size_t)c * nf + j] += f.data[(size_t)i * nf + j];
-            counts[c]++;
-        }
+        visit(user, f.data, begin, n);
         plast_tensor_free(&f);
     }
     return PLAST_OK;
+}
+
+typedef struct class_sums {
+    const plast_dataset *d;
+    int nf;
+    double *sums;    /* sums[c * nf + j] += features of class c */
+    size_t *counts;  /* counts[c]++ */
+} class_sums;
+
+static void add_class_sums(void *user, const float *f, size_t begin, int n)
+{
+    class_sums *cs = user;
+    for (int i = 0; i < n; i++) {
+        int c = cs->d->labels[begin + (size_t)i];
+        for (int j = 0; j < cs->nf; j++)
+            cs->sums[(size_t)c * cs->nf + j] += f[(size_t)i * cs->nf + j];
+        cs->counts[c]++;
+    }
 }
 
 /* W_c = 2 mu_c, b_c = -|mu_c|^2: the nearest-mean rule as a linear layer
@@ -488,7 +510,8 @@ static int prototype_head(plast_model *m, const plast_dataset *d, plast_err *e)
         rc = plast_err_set(e, PLAST_E_NOMEM, "proto: out of memory");
         goto undo_alloc;
     }
-    if ((rc = add_class_sums(m, d, nf, sums, counts, e)))
+    class_sums cs = {d, nf, sums, counts};
+    if ((rc = feature_batches(m, d, nf, add_class_sums, &cs, e)))
         goto undo_alloc;
     for (int c = 0; c < classes; c++)
         if (!counts[c]) {
@@ -510,6 +533,25 @@ undo_alloc:
     return rc;
 }
 
+/* The model of INI with --set style overrides and CKPT's weights, and the
+ * images IMAGES/LABELS of its input shape (argv[2..5] of proto and
+ * features; overrides from argv[first_set]). */
+static int open_model_and_images(session *s, char **argv, int argc, int first_set,
+                                 plast_dataset **images, plast_err *e)
+{
+    *images = NULL;
+    int rc = session_open(s, argv[2], argv + first_set, argc - first_set, e);
+    if (!rc)
+        rc = plast_trainer_load_weights(s->t, argv[3], e);
+    if (!rc)
+        rc = plast_dataset_load_idx(images, argv[4], argv[5], plast_trainer_mem(s->t), e);
+    if (!rc && !plast_shape_equal(&(*images)->shape,
+                                  plast_model_input_shape(plast_trainer_model(s->t))))
+        rc = plast_err_at(e, PLAST_E_DATA, argv[4], 0,
+                          "expected images of the model's input shape");
+    return rc;
+}
+
 static int cmd_proto(int argc, char **argv)
 {
     if (argc < 7)
@@ -517,20 +559,64 @@ static int cmd_proto(int argc, char **argv)
     plast_err e;
     session s;
     plast_dataset *support = NULL;
-    int rc = session_open(&s, argv[2], argv + 7, argc - 7, &e);
+    int rc = open_model_and_images(&s, argv, argc, 7, &support, &e);
     if (!rc)
-        rc = plast_trainer_load_weights(s.t, argv[3], &e);
-    if (!rc)
-        rc = plast_dataset_load_idx(&support, argv[4], argv[5], plast_trainer_mem(s.t), &e);
-    plast_model *m = rc ? NULL : plast_trainer_model(s.t);
-    if (!rc && !plast_shape_equal(&support->shape, plast_model_input_shape(m)))
-        rc = plast_err_at(&e, PLAST_E_DATA, argv[4], 0,
-                          "expected images of the model's input shape");
-    if (!rc)
-        rc = prototype_head(m, support, &e);
+        rc = prototype_head(plast_trainer_model(s.t), support, &e);
     if (!rc)
         rc = plast_trainer_save(s.t, argv[6], &e);
     plast_dataset_destroy(support);
+    session_close(&s);
+    return rc ? fail(&e) : 0;
+}
+
+/* ---- features ---- */
+
+typedef struct moment_sums {
+    int nf;
+    double *M, *sum;
+} moment_sums;
+
+static void add_moments(void *user, const float *f, size_t begin, int n)
+{
+    moment_sums *ms = user;
+    (void)begin;
+    feature_moments_add(ms->M, ms->sum, f, n, ms->nf);
+}
+
+static int cmd_features(int argc, char **argv)
+{
+    if (argc < 6)
+        return usage();
+    plast_err e;
+    session s;
+    plast_dataset *images = NULL;
+    plast_layer *head = NULL;
+    moment_sums ms = {0, NULL, NULL};
+    int rc = open_model_and_images(&s, argv, argc, 6, &images, &e);
+    plast_model *m = rc ? NULL : plast_trainer_model(s.t);
+    if (!rc)
+        rc = find_head(m, &head, &e);
+    if (!rc) {
+        ms.nf = head->param[0].fan_in;
+        ms.M = calloc((size_t)ms.nf * (size_t)ms.nf, sizeof *ms.M);
+        ms.sum = calloc((size_t)ms.nf, sizeof *ms.sum);
+        if (!ms.M || !ms.sum)
+            rc = plast_err_set(&e, PLAST_E_NOMEM, "features: out of memory");
+    }
+    if (!rc)
+        rc = feature_batches(m, images, ms.nf, add_moments, &ms, &e);
+    if (!rc) {
+        feature_stats st;
+        feature_stats_of(ms.M, ms.sum, images->n, ms.nf, &st);
+        printf("{\"type\":\"features\",\"layer\":\"%s\",\"samples\":%zu,\"features\":%d,"
+               "\"mean_sq_norm\":%.6g,\"sq_norm_of_mean\":%.6g,\"top_eigenvalue\":%.6g,"
+               "\"trace_over_top\":%.6g,\"dead_features\":%d}\n",
+               head->name, st.samples, st.features, st.mean_sq, st.sq_mean, st.top,
+               st.trace_over_top, st.dead);
+    }
+    free(ms.M);
+    free(ms.sum);
+    plast_dataset_destroy(images);
     session_close(&s);
     return rc ? fail(&e) : 0;
 }
@@ -589,5 +675,7 @@ int main(int argc, char **argv)
         return cmd_proto(argc, argv);
     if (!strcmp(argv[1], "infer"))
         return cmd_infer(argc, argv);
+    if (!strcmp(argv[1], "features"))
+        return cmd_features(argc, argv);
     return usage();
 }

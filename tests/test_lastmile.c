@@ -1,5 +1,6 @@
-/* test_lastmile.c - the "last mile" data tools (bench/lastmile_data.c):
- * rotation, noise, the per-class pick, relabelling and the IDX writer. */
+/* test_lastmile.c - the "last mile" tools: rotation, noise, the per-class
+ * pick, relabelling and the IDX writer (bench/lastmile_data.c), and the
+ * statistics of a feature matrix (bench/feature_stats.c). */
 #include "config.h"
 
 #include <limits.h>
@@ -13,6 +14,7 @@
 #include <criterion/new/assert.h>
 
 #include "plast/data.h"
+#include "feature_stats.h"
 #include "lastmile_data.h"
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
@@ -278,4 +280,27 @@ Test(pick, fashion_mnist_support_and_validation)
             cr_assert(eq(int, count[s][c], 20), "set %d class %d", s, c);
     plast_dataset_destroy(d);
     plast_mem_destroy(mem);
+}
+
+/* ---- feature statistics (bench/feature_stats.c) ---- */
+
+/* By hand: samples [1, 0, 0], [0, 1, 0], [1, 1, 0] give E[x x^T] =
+ * [[2, 1, 0], [1, 2, 0], [0, 0, 0]] / 3 (eigenvalues 1, 1/3, 0), E|x|^2 =
+ * 4/3, E x = [2/3, 2/3, 0], |E x|^2 = 8/9, trace / top = 4/3, one dead
+ * feature. */
+Test(feature_stats, by_hand)
+{
+    const float x[9] = {1, 0, 0, 0, 1, 0, 1, 1, 0};
+    double M[9] = {0}, sum[3] = {0};
+    feature_moments_add(M, sum, x, 2, 3);
+    feature_moments_add(M, sum, x + 6, 1, 3);
+    feature_stats st;
+    feature_stats_of(M, sum, 3, 3, &st);
+    cr_assert(eq(sz, st.samples, 3));
+    cr_assert(eq(int, st.features, 3));
+    cr_expect(fabs(st.mean_sq - 4.0 / 3) < 1e-12, "E|x|^2 %g", st.mean_sq);
+    cr_expect(fabs(st.sq_mean - 8.0 / 9) < 1e-12, "|E x|^2 %g", st.sq_mean);
+    cr_expect(fabs(st.top - 1.0) < 1e-9, "top eigenvalue %g", st.top);
+    cr_expect(fabs(st.trace_over_top - 4.0 / 3) < 1e-9, "trace / top %g", st.trace_over_top);
+    cr_expect(eq(int, st.dead, 1));
 }

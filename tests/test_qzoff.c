@@ -947,17 +947,23 @@ Test(qzoff_fixed, predict_uses_the_fixed_point_model)
     tu_net_fini(&n);
 }
 
+/* A relu_ini net with `rule` created, and its describe() text in *l. */
+static void described(tu_net *n, const char *rule, uint64_t seed, lines *l)
+{
+    tu_net_init(n, relu_ini(rule), F, C, "qzoff", seed);
+    tu_net_create_rule(n);
+    memset(l, 0, sizeof *l);
+    n->ops->describe(n->rule, collect, l);
+}
+
 /* 3 through the plug-in: 8-bit weights of scale about 3.4e-3 with
  * eps = 2e-4 (0.06 LSB: |delta| = rint(0.06 |z|) = 0 as |z| <= 4) get
  * zero perturbation codes, describe warns, and the weights never move. */
 Test(qzoff_fixed, eight_bit_underflow_warns_and_stalls)
 {
     tu_net n;
-    tu_net_init(&n, relu_ini("precision = 8w8a\ncalibrate = 16\neps = 2e-4\n"), F, C, "qzoff",
-                4);
-    tu_net_create_rule(&n);
-    lines l = {{0}};
-    n.ops->describe(n.rule, collect, &l);
+    lines l;
+    described(&n, "precision = 8w8a\ncalibrate = 16\neps = 2e-4\n", 4, &l);
     cr_expect(strstr(l.text, "warning: out.weight: eps is") != NULL, "%s", l.text);
     cr_expect(strstr(l.text, "perturbation underflow") != NULL, "%s", l.text);
     cr_expect(strstr(l.text, "non-zero perturbation codes 0.0%") != NULL, "%s", l.text);
@@ -1206,11 +1212,8 @@ Test(qzoff_whiten, eta_zero_restores_exactly_16w8a)
 Test(qzoff_whiten, warm_up_then_describe)
 {
     tu_net n;
-    tu_net_init(&n, relu_ini("precision = fp32\nwhiten = true\ncalibrate = 40\n"), F, C, "qzoff",
-                3);
-    tu_net_create_rule(&n);
-    lines l = {{0}};
-    n.ops->describe(n.rule, collect, &l);
+    lines l;
+    described(&n, "precision = fp32\nwhiten = true\ncalibrate = 40\n", 3, &l);
     cr_expect(strstr(l.text, "calibration: whitening moments from the first 40 training images") !=
                   NULL,
               "%s", l.text);
@@ -1380,11 +1383,8 @@ Test(qzoff_whiten, per_channel_codes_restore_exactly)
 Test(qzoff_whiten, underflow_warns_before_the_warm_up)
 {
     tu_net n;
-    tu_net_init(&n, relu_ini("precision = 8w8a\ncalibrate = 16\neps = 2e-4\nwhiten = true\n"), F,
-                C, "qzoff", 4);
-    tu_net_create_rule(&n);
-    lines l = {{0}};
-    n.ops->describe(n.rule, collect, &l);
+    lines l;
+    described(&n, "precision = 8w8a\ncalibrate = 16\neps = 2e-4\nwhiten = true\n", 4, &l);
     cr_expect(strstr(l.text, "warning: out.weight: eps is") != NULL, "%s", l.text);
     cr_expect(strstr(l.text, "most perturbation codes will be zero") != NULL, "%s", l.text);
     tu_net_fini(&n);

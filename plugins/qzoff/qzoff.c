@@ -445,9 +445,11 @@ static int prepare_codes(plast_rule *r, int biases, plast_err *e)
  * set), shared by weight and bias. */
 static void measure_whitened(plast_rule *r)
 {
+    if (!r->q)
+        return;
     plast_zo zo = r->zo;
     zo.step = 0;
-    for (int i = 0; r->q && i < r->nwh; i++) {
+    for (int i = 0; i < r->nwh; i++) {
         whitened *w = &r->wh[i];
         trained *tw = &r->t[w->weight], *tb = &r->t[w->bias];
         size_t nz = plast_zo_dense_count_nonzero(&zo, &w->d, 0, tw->qt, tb->qt);
